@@ -1,0 +1,39 @@
+# The front door. `make demo` runs the local ML cycle on the embedded AWS; `make test` runs the suite.
+# Both create .venv and install what they need on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint typecheck unit synth install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing mlcycle and its tools into $(VENV) (first run takes about 2 minutes)"
+	@$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v 'is ignored' || true
+	@$(BIN)/pip install --quiet -e '.[cdk,dev]' 2>&1 | grep -v 'is ignored' || true
+	@$(BIN)/python -c "import mlcycle, aws_cdk, moto, sklearn" && touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlcycle demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+synth: $(STAMP)
+	$(BIN)/mlcycle synth
+
+test: $(STAMP) lint typecheck
+	$(BIN)/mlcycle synth --out cdk.out
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache

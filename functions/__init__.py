@@ -1,0 +1,1 @@
+"""Lambda handlers: thin shells over the mlcycle library (decorators, parse, one call, return)."""

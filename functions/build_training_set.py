@@ -1,0 +1,48 @@
+"""Step Functions task: curated data -> train/test split in the artifacts bucket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from mlcycle import aws, runtime
+from mlcycle.data.training_sets import build_training_set
+
+logger = Logger()
+tracer = Tracer()
+
+DEFAULT_POLL_SECONDS = 30
+
+
+class PipelineInput(BaseModel):
+    """What a caller may pass when starting the training pipeline."""
+
+    dataset: str | None = None
+    poll_seconds: int = DEFAULT_POLL_SECONDS
+
+
+class Request(BaseModel):
+    execution_name: str
+    input: PipelineInput = PipelineInput()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = Request.model_validate(event)
+    settings, env = runtime.settings(), runtime.environment()
+    dataset = request.input.dataset
+    if dataset not in (None, settings.problem.dataset.name):
+        raise ValueError(f"dataset {dataset!r} is not the configured problem's {settings.problem.dataset.name!r}")
+    result = build_training_set(
+        settings.problem,
+        s3=aws.client("s3"),
+        curated_bucket=env.curated_bucket,
+        artifacts_bucket=env.artifacts_bucket,
+        training_set_id=request.execution_name,
+    )
+    logger.info("training set built", extra=result.__dict__)
+    return result.__dict__ | {"poll_seconds": request.input.poll_seconds}

@@ -1,0 +1,35 @@
+"""EventBridge (model package Approved) -> deploy it to the project's endpoint -> ModelDeployed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlcycle import aws, deployment, events, runtime
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    settings, env = runtime.settings(), runtime.environment()
+    package_arn = event.detail["ModelPackageArn"]
+    result = deployment.deploy(
+        settings,
+        package_arn,
+        sagemaker=aws.client("sagemaker"),
+        role_arn=env.sagemaker_role_arn,
+        capture_uri=f"s3://{env.monitoring_bucket}/capture",
+    )
+    detail = asdict(result)
+    if result.action != "unchanged":
+        events.publish(aws.client("events"), env.event_bus, events.MODEL_DEPLOYED, detail)
+    logger.info("model deployed", extra=detail)
+    return detail

@@ -1,0 +1,159 @@
+"""The local ML cycle, step by step, on the embedded AWS: what ``make demo`` runs.
+
+Every step goes through the same AWS APIs the deployed platform uses: an S3 upload triggers the
+prepare-data function, the training state machine synthesized by the CDK app runs the training job,
+the registry step registers the model, the approval event deploys it, and InvokeEndpoint answers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pandas as pd
+
+from mlcycle.config import Settings
+from mlcycle.example import churn
+from mlcycle.local.platform import Platform
+
+Say = Callable[[str], None]
+
+
+class CycleError(RuntimeError):
+    """A step of the cycle did not reach its goal; the message says which and why."""
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    """Poll ``probe`` until it returns something truthy; raise with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise CycleError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Clients:
+    s3: Any
+    sfn: Any
+    sagemaker: Any
+    runtime: Any
+
+    @classmethod
+    def for_endpoint(cls, endpoint_url: str, region: str) -> Clients:
+        session = boto3.session.Session(region_name=region)
+        make = lambda service: session.client(service, endpoint_url=endpoint_url)  # noqa: E731
+        return cls(make("s3"), make("stepfunctions"), make("sagemaker"), make("sagemaker-runtime"))
+
+
+def bundled_dataset() -> Path:
+    return Path(churn.__file__).with_name("churn.csv")
+
+
+def upload(clients: Clients, platform: Platform, path: Path, dataset: str, say: Say) -> str:
+    key = f"uploads/{dataset}/{path.name}"
+    clients.s3.upload_file(str(path), platform.landing_bucket, key)
+    say(f"uploaded {path.name} ({path.stat().st_size / 1024:.0f} KiB) to s3://{platform.landing_bucket}/{key}")
+    return key
+
+
+def wait_for_curated(clients: Clients, platform: Platform, dataset: str, say: Say, timeout: float = 120) -> list[str]:
+    def listed() -> list[str]:
+        found = clients.s3.list_objects_v2(Bucket=platform.curated_bucket, Prefix=f"curated/{dataset}/")
+        return [o["Key"] for o in found.get("Contents", [])]
+
+    keys: list[str] = wait_for("curated Parquet from prepare-data", listed, timeout)
+    rows = sum(len(pd.read_parquet(io.BytesIO(_get(clients.s3, platform.curated_bucket, k)))) for k in keys)
+    say(f"prepare-data wrote {rows} curated rows to {len(keys)} Parquet object(s)")
+    return keys
+
+
+def _get(s3: Any, bucket: str, key: str) -> bytes:
+    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def run_training(clients: Clients, platform: Platform, say: Say, poll_seconds: int = 1, timeout: float = 600) -> dict[str, Any]:
+    """Start the training state machine and report each state as it is entered; return its output."""
+    arn = clients.sfn.start_execution(
+        stateMachineArn=platform.training_state_machine, input=json.dumps({"poll_seconds": poll_seconds})
+    )["executionArn"]
+    say(f"started training pipeline execution {arn.rsplit(':', 1)[1]}")
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in clients.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+            if event["id"] in seen:
+                continue
+            seen.add(event["id"])
+            if event["type"].endswith("StateEntered"):
+                say(f"  state {event['stateEnteredEventDetails']['name']}")
+        described = clients.sfn.describe_execution(executionArn=arn)
+        if described["status"] == "SUCCEEDED":
+            output: dict[str, Any] = json.loads(described["output"])
+            return output
+        if described["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
+            raise CycleError(f"training pipeline {described['status']}: {_failure(clients, arn, described)}")
+        time.sleep(0.25)
+    raise CycleError(f"training pipeline still running after {timeout:.0f}s")
+
+
+def _failure(clients: Clients, arn: str, described: dict[str, Any]) -> str:
+    if described.get("error") or described.get("cause"):
+        return f"{described.get('error', '')}: {described.get('cause', '')}"
+    for event in reversed(clients.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]):
+        details = event.get("executionFailedEventDetails")
+        if details:
+            return f"{details.get('error', '')}: {details.get('cause', '')}"
+    return "no reason recorded"
+
+
+def wait_for_endpoint(clients: Clients, settings: Settings, say: Say, timeout: float = 180) -> dict[str, Any]:
+    def in_service() -> dict[str, Any] | None:
+        try:
+            endpoint: dict[str, Any] = clients.sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
+        except clients.sagemaker.exceptions.ClientError:
+            return None
+        if endpoint["EndpointStatus"] == "Failed":
+            raise CycleError(f"endpoint failed: {endpoint.get('FailureReason')}")
+        return endpoint if endpoint["EndpointStatus"] == "InService" else None
+
+    endpoint: dict[str, Any] = wait_for(f"endpoint {settings.endpoint_name} InService", in_service, timeout)
+    say(f"endpoint {settings.endpoint_name} is InService (config {endpoint['EndpointConfigName']})")
+    return endpoint
+
+
+def invoke(clients: Clients, settings: Settings, rows: pd.DataFrame) -> dict[str, Any]:
+    features = list(settings.problem.features)
+    body = rows[features].to_csv(header=False, index=False)
+    response = clients.runtime.invoke_endpoint(
+        EndpointName=settings.endpoint_name, ContentType="text/csv", Accept="application/json", Body=body
+    )
+    result: dict[str, Any] = json.loads(response["Body"].read())
+    return result
+
+
+def score_holdout(clients: Clients, settings: Settings, say: Say, rows: int = 500) -> dict[str, float]:
+    """Invoke the endpoint with fresh rows from the generator and compare with their labels."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    holdout = churn.generate(rows, seed=settings.problem.seed + 1000)
+    answer = invoke(clients, settings, holdout)
+    predictions = np.asarray(answer["predictions"])
+    truth = holdout[settings.problem.target].to_numpy()
+    scores = {"accuracy": float(accuracy_score(truth, predictions)), "rows": float(rows)}
+    if "probabilities" in answer:
+        scores["roc_auc"] = float(roc_auc_score(truth, np.asarray(answer["probabilities"])[:, 1]))
+    for i in range(5):
+        proba = answer["probabilities"][i][1] if "probabilities" in answer else float("nan")
+        say(f"  row {i}: predicted {predictions[i]} (p={proba:.3f}), actual {truth[i]}")
+    return scores

@@ -1,0 +1,1 @@
+"""Data management: contracts, preparation of uploads into curated Parquet, quarantine."""

@@ -1,0 +1,1 @@
+"""The example ML problem that ships with mlcycle (customer churn)."""

@@ -1,0 +1,111 @@
+"""``mlcycle local up | down | status``: the embedded AWS as a background process.
+
+State lives in ``.mlcycle/local.json`` (port, pid, the platform's names), so other commands and real
+AWS clients (``aws --endpoint-url http://127.0.0.1:4566 ...``) can find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mlcycle.config import Settings
+
+STATE_DIR = Path(".mlcycle")
+STATE_FILE = STATE_DIR / "local.json"
+Say = Callable[[str], None]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def read_state() -> dict[str, object] | None:
+    if not STATE_FILE.exists():
+        return None
+    state: dict[str, object] = json.loads(STATE_FILE.read_text())
+    return state if _alive(int(str(state["pid"]))) else None
+
+
+def serve(settings: Settings, *, port: int, assembly: Path, say: Say) -> int:
+    """Run in the foreground until SIGTERM/SIGINT: start, provision, record the state, wait."""
+    from mlcycle.local.session import local_platform
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with local_platform(settings, assembly, port=port, say=say) as local:
+        STATE_DIR.mkdir(exist_ok=True)
+        state = {"pid": os.getpid(), "endpoint_url": local.aws.endpoint_url, "platform": local.platform.__dict__}
+        STATE_FILE.write_text(json.dumps(state, indent=2))
+        say(f"ready: export AWS_ENDPOINT_URL={local.aws.endpoint_url}")
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            STATE_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def up(settings: Settings, *, port: int, assembly: Path, foreground: bool, say: Say) -> int:
+    if (state := read_state()) is not None:
+        say(f"already running at {state['endpoint_url']} (pid {state['pid']})")
+        return 0
+    if not (assembly / f"{settings.prefix}.template.json").exists():
+        from infra.app_builder import synth
+
+        say(f"synthesizing the CDK app into {assembly}")
+        synth(settings, assembly, validate=True)
+    if foreground:
+        return serve(settings, port=port, assembly=assembly, say=say)
+    STATE_DIR.mkdir(exist_ok=True)
+    log = (STATE_DIR / "local.log").open("w")
+    cmd = [sys.executable, "-m", "mlcycle.cli", "local", "up", "--foreground", "--port", str(port), "--out", str(assembly)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (state := read_state()) is not None:
+            say(f"embedded AWS up at {state['endpoint_url']} (pid {proc.pid}); log: {STATE_DIR / 'local.log'}")
+            return 0
+        if proc.poll() is not None:
+            say(f"embedded AWS failed to start; see {STATE_DIR / 'local.log'}")
+            return 1
+        time.sleep(0.2)
+    say("embedded AWS did not become ready within 120 s")
+    return 1
+
+
+def down(*, say: Say) -> int:
+    state = read_state()
+    if state is None:
+        say("not running")
+        return 0
+    pid = int(str(state["pid"]))
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    say(f"stopped (pid {pid})")
+    return 0
+
+
+def status(*, say: Say) -> int:
+    state = read_state()
+    if state is None:
+        say("not running")
+        return 3
+    say(json.dumps(state, indent=2))
+    return 0

@@ -1,0 +1,208 @@
+"""Provision the platform into the embedded AWS from the synthesized CDK app (cdk.out).
+
+moto's own CloudFormation skips or fakes several resource types the platform needs (model package
+groups, subscriptions, alarms, CDK custom resources hang), so this walks the template itself: uploads
+the file assets to the bootstrap bucket as ``cdk deploy`` would, resolves parameters, conditions and
+intrinsics, and creates each resource in dependency order with the same API calls CloudFormation makes.
+A resource type it does not know is an error: nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from mlcycle.local.cfn import Created, Scope, TemplateError, creation_order, resolve
+
+BOOTSTRAP_QUALIFIER = "hnb659fds"
+#: Public SSM parameters that AWS provides and templates may read at deploy time.
+PUBLIC_PARAMETERS = {
+    "/cdk-bootstrap/hnb659fds/version": "30",
+}
+POWERTOOLS_PREFIX = "/aws/service/powertools/"
+
+
+@dataclass
+class Stack:
+    """What provisioning created: logical id -> physical id, and the stack's outputs."""
+
+    name: str
+    resources: dict[str, Created] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def physical(self, logical_prefix: str) -> str:
+        matches = [k for k in self.resources if k.startswith(logical_prefix)]
+        if len(matches) != 1:
+            raise KeyError(f"{logical_prefix!r} matches {matches}")
+        return self.resources[matches[0]].ref
+
+    def of_type(self, cfn_type: str) -> dict[str, Created]:
+        return {k: v for k, v in self.resources.items() if self.types[k] == cfn_type}
+
+    def to_json(self) -> str:
+        body = {
+            "name": self.name,
+            "resources": {k: {"type": self.types[k], "ref": v.ref, "attrs": v.attrs} for k, v in self.resources.items()},
+            "outputs": self.outputs,
+        }
+        return json.dumps(body, indent=2, default=str)
+
+
+class Provisioner:
+    """Creates one template's resources through boto3 clients pointed at the embedded AWS."""
+
+    def __init__(self, stack_name: str, region: str, account: str, endpoint_url: str) -> None:
+        self.stack_name = stack_name
+        self.region = region
+        self.account = account
+        self.session = boto3.session.Session(region_name=region)
+        self.endpoint_url = endpoint_url
+        self._clients: dict[str, Any] = {}
+        self.work = Path(tempfile.mkdtemp(prefix="mlcycle-provision-"))
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        return self._clients[service]
+
+    def physical_name(self, logical_id: str, max_len: int, lower: bool = False) -> str:
+        """Like CloudFormation: stack-logical-suffix, stable for a stack (so a reset keeps names)."""
+        suffix = hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:12]
+        name = f"{self.stack_name}-{logical_id}"[: max_len - 13] + "-" + suffix
+        return name.lower() if lower else name
+
+    def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
+
+
+def _creators() -> dict[str, Callable[[Provisioner, str, dict[str, Any]], Created]]:
+    from mlcycle.local import resources
+
+    return resources.CREATORS
+
+
+def upload_assets(p: Provisioner, assembly: Path, stack_name: str) -> None:
+    """Do what ``cdk deploy`` does with file assets: zip directories and put them in the asset bucket."""
+    manifest = json.loads((assembly / f"{stack_name}.assets.json").read_text())
+    s3 = p.client("s3")
+    for asset in manifest.get("files", {}).values():
+        source = assembly / asset["source"]["path"]
+        body = _package(source, asset["source"].get("packaging", "file"), p.work)
+        for dest in asset["destinations"].values():
+            bucket = _placeholders(dest["bucketName"], p)
+            _ensure_bucket(s3, bucket, p.region)
+            s3.upload_file(str(body), bucket, _placeholders(dest["objectKey"], p))
+
+
+def _placeholders(text: str, p: Provisioner) -> str:
+    return (
+        text.replace("${AWS::AccountId}", p.account).replace("${AWS::Region}", p.region).replace("${AWS::Partition}", "aws")
+    )
+
+
+def _package(source: Path, packaging: str, work: Path) -> Path:
+    if packaging == "file":
+        return source
+    if packaging != "zip":
+        raise TemplateError(f"asset packaging {packaging!r} is not supported")
+    target = work / f"{source.name}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(source).as_posix())
+    return target
+
+
+def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError:
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**kwargs)
+
+
+def _seed_public_parameters(p: Provisioner, template: dict[str, Any]) -> None:
+    """Create the public SSM parameters the template reads, with local stand-in values."""
+    ssm = p.client("ssm")
+    wanted = dict(PUBLIC_PARAMETERS)
+    for param in template.get("Parameters", {}).values():
+        name = param.get("Default", "")
+        if param.get("Type", "").startswith("AWS::SSM::Parameter::Value") and name.startswith(POWERTOOLS_PREFIX):
+            runtime = name.split("/")[-2].replace(".", "")
+            wanted[name] = f"arn:aws:lambda:{p.region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-{runtime}-x86_64:1"
+    for name, value in wanted.items():
+        ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+
+
+def _parameters(p: Provisioner, template: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    ssm = p.client("ssm")
+    values: dict[str, Any] = {}
+    for name, spec in template.get("Parameters", {}).items():
+        value = given.get(name, spec.get("Default"))
+        if value is None:
+            raise TemplateError(f"parameter {name} has no default and no value was given")
+        if spec.get("Type", "").startswith("AWS::SSM::Parameter::Value"):
+            value = ssm.get_parameter(Name=value)["Parameter"]["Value"]
+        values[name] = value
+    return values
+
+
+def provision(
+    assembly: Path,
+    stack_name: str,
+    *,
+    endpoint_url: str,
+    region: str,
+    account: str,
+    parameters: dict[str, str] | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> Stack:
+    """Create everything ``{stack_name}.template.json`` in ``assembly`` describes."""
+    template = json.loads((assembly / f"{stack_name}.template.json").read_text())
+    p = Provisioner(stack_name, region, account, endpoint_url)
+    try:
+        upload_assets(p, assembly, stack_name)
+        _seed_public_parameters(p, template)
+        pseudo = {
+            "AWS::Region": region,
+            "AWS::AccountId": account,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": stack_name,
+            "AWS::StackId": p.arn("cloudformation", f"stack/{stack_name}/local"),
+            "AWS::NotificationARNs": "",
+        }
+        scope = Scope(template=template, pseudo=pseudo, parameters=_parameters(p, template, parameters or {}))
+        stack = Stack(name=stack_name)
+        creators = _creators()
+        resources = template["Resources"]
+        for logical_id in creation_order(resources):
+            body = resources[logical_id]
+            if "Condition" in body and not scope.condition(body["Condition"]):
+                continue
+            cfn_type = body["Type"]
+            creator = creators.get(cfn_type) or (creators["Custom::*"] if cfn_type.startswith("Custom::") else None)
+            if creator is None:
+                raise TemplateError(f"{logical_id}: resource type {cfn_type} cannot be provisioned locally")
+            props = resolve(body.get("Properties", {}), scope)
+            props["__type"] = cfn_type
+            created = creator(p, logical_id, props)
+            scope.resources[logical_id] = stack.resources[logical_id] = created
+            stack.types[logical_id] = cfn_type
+            progress(f"{cfn_type} {logical_id}")
+        stack.outputs = {k: resolve(v["Value"], scope) for k, v in template.get("Outputs", {}).items()}
+        return stack
+    finally:
+        shutil.rmtree(p.work, ignore_errors=True)

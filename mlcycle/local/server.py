@@ -1,0 +1,94 @@
+"""Start and stop the embedded AWS in this process: moto's server plus our patches."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcycle.local import endpoints, events, lambdas, sagemaker_jobs
+from mlcycle.local.context import LocalContext
+
+_PATCHES = (lambdas, events, sagemaker_jobs, endpoints)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _export_environment(ctx: LocalContext) -> None:
+    """Point every AWS client of this process (our handlers included) at the embedded AWS.
+
+    moto's Step Functions service integrations call ``localhost:MOTO_PORT``, which ThreadedMotoServer
+    does not set, so it is exported here before anything runs.
+    """
+    os.environ.update(
+        {
+            "MOTO_PORT": str(ctx.port),
+            "AWS_ENDPOINT_URL": ctx.endpoint_url,
+            "AWS_DEFAULT_REGION": ctx.region,
+            "AWS_REGION": ctx.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+        }
+    )
+    os.environ.pop("AWS_PROFILE", None)
+
+
+@dataclass
+class EmbeddedAws:
+    """A running embedded AWS; ``stop()`` ends it and every process it started."""
+
+    ctx: LocalContext
+    _server: object
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.ctx.endpoint_url
+
+    def stop(self) -> None:
+        for patch in reversed(_PATCHES):
+            patch.uninstall()
+        self._server.stop()  # type: ignore[attr-defined]
+
+
+def start(
+    *,
+    port: int | None = None,
+    region: str = "us-east-1",
+    work_dir: Path | None = None,
+    time_scale: float = 1.0,
+) -> EmbeddedAws:
+    """Start moto's server on 127.0.0.1 with Step Functions execution on and our patches installed."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_api import _internal  # noqa: F401  (registers the config API)
+    from moto import settings as moto_settings
+
+    port = port or free_port()
+    ctx = LocalContext(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region=region,
+        work_dir=work_dir or Path(tempfile.mkdtemp(prefix="mlcycle-local-")),
+        time_scale=time_scale,
+    )
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    _export_environment(ctx)
+    _configure_moto(moto_settings)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for patch in _PATCHES:
+        patch.install(ctx)
+    return EmbeddedAws(ctx=ctx, _server=server)
+
+
+def _configure_moto(moto_settings: object) -> None:
+    """Execute state machine definitions for real (moto otherwise only records executions)."""
+    from moto.core.config import default_user_config
+
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    default_user_config.setdefault("core", {})["reset_boto3_session"] = False  # type: ignore[index]

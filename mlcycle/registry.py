@@ -1,0 +1,161 @@
+"""The model registry: SageMaker model package groups and packages.
+
+A version is registered only after it passes the quality gate, in one ``CreateModelPackage`` call with
+its metrics, evaluation report and lineage, so a failure before that leaves nothing half-registered and
+a retried step (same client token) registers nothing twice. The champion is the newest Approved version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+from mlcycle.aws import split_s3_uri
+from mlcycle.config import Settings
+
+APPROVED = "Approved"
+PENDING = "PendingManualApproval"
+REJECTED = "Rejected"
+METRIC_PREFIX = "metric:"
+
+
+class QualityGateFailed(Exception):
+    """The model does not meet the configured threshold; it is not registered."""
+
+
+@dataclass
+class TrainingJobResult:
+    job_name: str
+    model_data_url: str
+    image: str
+    evaluation_uri: str
+    metrics: dict[str, float]
+
+
+@dataclass
+class Registration:
+    model_package_arn: str
+    version: int
+    approval_status: str
+    metric: str
+    value: float
+    champion_value: float | None
+
+
+def read_training_job(sagemaker: Any, s3: Any, job_name: str) -> TrainingJobResult:
+    """The model artifact and metrics of a completed job (metrics from output.tar.gz/evaluation.json)."""
+    job = sagemaker.describe_training_job(TrainingJobName=job_name)
+    if job["TrainingJobStatus"] != "Completed":
+        raise RuntimeError(f"training job {job_name} is {job['TrainingJobStatus']}, not Completed")
+    model_url = job["ModelArtifacts"]["S3ModelArtifacts"]
+    output_url = model_url.rsplit("/", 1)[0] + "/output.tar.gz"
+    bucket, key = split_s3_uri(output_url)
+    raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        member = tar.extractfile("evaluation.json")
+        if member is None:
+            raise RuntimeError(f"{output_url} holds no evaluation.json")
+        report = json.load(member)
+    evaluation_key = key.rsplit("/", 1)[0] + "/evaluation.json"
+    s3.put_object(Bucket=bucket, Key=evaluation_key, Body=json.dumps(report, indent=2).encode())
+    return TrainingJobResult(
+        job_name=job_name,
+        model_data_url=model_url,
+        image=job["AlgorithmSpecification"]["TrainingImage"],
+        evaluation_uri=f"s3://{bucket}/{evaluation_key}",
+        metrics={k: float(v) for k, v in report["metrics"].items()},
+    )
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric not in ("rmse", "mae", "log_loss")
+
+
+def champion(sagemaker: Any, group: str) -> dict[str, Any] | None:
+    """The newest Approved package of the group, described, or None."""
+    listed = sagemaker.list_model_packages(
+        ModelPackageGroupName=group, ModelApprovalStatus=APPROVED, SortBy="CreationTime", SortOrder="Descending"
+    )["ModelPackageSummaryList"]
+    if not listed:
+        return None
+    described: dict[str, Any] = sagemaker.describe_model_package(ModelPackageName=listed[0]["ModelPackageArn"])
+    return described
+
+
+def decide_approval(settings: Settings, value: float, champion_value: float | None) -> str:
+    """Auto-approve a first model that passes the gate, or a challenger that beats the champion by the margin."""
+    if not settings.thresholds.auto_approve:
+        return PENDING
+    if champion_value is None:
+        return APPROVED
+    margin = settings.thresholds.auto_approve_margin
+    better = value >= champion_value + margin if _higher_is_better(settings.problem.primary_metric) else (
+        value <= champion_value - margin
+    )
+    return APPROVED if better else PENDING
+
+
+def quality_gate(settings: Settings, metrics: dict[str, float]) -> float:
+    metric = settings.problem.primary_metric
+    if metric not in metrics:
+        raise QualityGateFailed(f"evaluation has no {metric!r} (has {sorted(metrics)})")
+    value, threshold = metrics[metric], settings.thresholds.min_primary_metric
+    passes = value >= threshold if _higher_is_better(metric) else value <= threshold
+    if not passes:
+        raise QualityGateFailed(f"{metric} = {value:.4f} does not meet the threshold {threshold}")
+    return value
+
+
+def register(
+    settings: Settings,
+    result: TrainingJobResult,
+    lineage: dict[str, str],
+    *,
+    sagemaker: Any,
+) -> Registration:
+    value = quality_gate(settings, result.metrics)
+    group = settings.model_package_group
+    current = champion(sagemaker, group)
+    champion_value = None
+    if current is not None:
+        stored = current.get("CustomerMetadataProperties", {}).get(METRIC_PREFIX + settings.problem.primary_metric)
+        champion_value = float(stored) if stored is not None else None
+    status = decide_approval(settings, value, champion_value)
+    metadata = {**lineage, **{METRIC_PREFIX + k: f"{v:.6g}" for k, v in result.metrics.items()}}
+    created = sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription=f"{settings.problem.model.family} trained by {result.job_name}",
+        # Same job -> same token: a retried step cannot register the model twice.
+        ClientToken=hashlib.sha256(result.job_name.encode()).hexdigest()[:36],
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": result.image,
+                    "ModelDataUrl": result.model_data_url,
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": "inference.py",
+                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    },
+                }
+            ],
+            "SupportedContentTypes": ["text/csv", "application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+            "SupportedRealtimeInferenceInstanceTypes": [settings.instances.endpoint],
+        },
+        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": result.evaluation_uri}}},
+        CustomerMetadataProperties=metadata,
+        ModelApprovalStatus=status,
+    )
+    arn = created["ModelPackageArn"]
+    return Registration(
+        model_package_arn=arn,
+        version=int(arn.rsplit("/", 1)[1]),
+        approval_status=status,
+        metric=settings.problem.primary_metric,
+        value=value,
+        champion_value=champion_value,
+    )

@@ -1,0 +1,1 @@
+"""Code that runs inside SageMaker jobs and endpoints (scikit-learn container contract)."""

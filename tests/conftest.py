@@ -1,0 +1,54 @@
+"""Fixtures shared by every level of the suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from mlcycle.config import Settings, load_settings
+
+REGION = "us-east-1"
+
+# No test may reach a real AWS account, whatever the developer's shell exports.
+for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_var, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "mlcycle-tests",
+        "CDK_VALIDATION": "false",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture
+def moto_aws() -> Iterator[None]:
+    """In-process moto for functional tests of one handler or adapter."""
+    from moto import mock_aws
+
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        yield
+
+
+@pytest.fixture
+def s3(moto_aws: None) -> Any:
+    return boto3.client("s3", region_name=REGION)
+
+
+def make_bucket(s3: Any, name: str) -> str:
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name

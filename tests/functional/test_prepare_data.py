@@ -1,0 +1,88 @@
+"""prepare-data against moto: curated + quarantined = uploaded, for every kind of upload."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlcycle.config import Settings
+from mlcycle.data.prepare import Upload, prepare_upload
+from mlcycle.example.churn import BAD_ROWS, bundled_frame, generate
+from tests.conftest import make_bucket
+
+
+@pytest.fixture
+def buckets(s3: Any) -> tuple[str, str]:
+    return make_bucket(s3, "landing"), make_bucket(s3, "curated")
+
+
+def _put(s3: Any, bucket: str, key: str, body: bytes) -> Upload:
+    version = s3.put_object(Bucket=bucket, Key=key, Body=body)["VersionId"]
+    return Upload(bucket, key, version)
+
+
+def _prepare(s3: Any, upload: Upload, settings: Settings, chunk_rows: int = 100_000) -> Any:
+    return prepare_upload(upload, settings, s3=s3, curated_bucket="curated", chunk_rows=chunk_rows)
+
+
+def _curated_rows(s3: Any) -> int:
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="curated", Prefix="curated/").get("Contents", [])]
+    return sum(len(pd.read_parquet(io.BytesIO(s3.get_object(Bucket="curated", Key=k)["Body"].read()))) for k in keys)
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 100_000])
+def test_mixed_upload_splits_rows_and_reports(s3: Any, buckets: Any, settings: Settings, chunk_rows: int) -> None:
+    # GIVEN the bundled upload, which has a few broken rows
+    frame = bundled_frame(rows=300)
+    upload = _put(s3, "landing", "uploads/churn/part.csv", frame.to_csv(index=False).encode())
+    # WHEN it is prepared, in small or large chunks
+    result = _prepare(s3, upload, settings, chunk_rows)
+    # THEN good rows are curated, bad rows quarantined with a report, none lost
+    assert result.rows == 300
+    assert result.quarantined_rows == len(BAD_ROWS)
+    assert result.curated_rows + result.quarantined_rows == result.rows == _curated_rows(s3) + len(BAD_ROWS)
+    report = json.loads(s3.get_object(Bucket="curated", Key=f"quarantine/churn/{upload.upload_id}/report.json")["Body"].read())
+    assert sorted(v["row"] for v in report["violations"]) == sorted(BAD_ROWS)
+    assert "tenure_months" in report["summary"]
+    assert result.status == "DatasetQuarantined"
+
+
+def test_gzip_upload_is_read(s3: Any, buckets: Any, settings: Settings) -> None:
+    body = gzip.compress(generate(50, seed=1).to_csv(index=False).encode())
+    result = _prepare(s3, _put(s3, "landing", "uploads/churn/part.csv.gz", body), settings)
+    assert (result.curated_rows, result.quarantined_rows, result.status) == (50, 0, "DatasetValidated")
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "reason"),
+    [
+        ("empty.csv", b"", "EmptyDataError"),
+        ("truncated.csv.gz", gzip.compress(b"customer_id,event_time\n" * 500)[:60], "Error"),
+        ("latin1.csv", "customer_id\n\xe9t\xe9\n".encode("latin-1"), "UnicodeDecodeError"),
+        ("wrong-columns.csv", b"a,b\n1,2\n", "missing columns"),
+    ],
+)
+def test_unreadable_file_goes_whole_to_quarantine(s3: Any, buckets: Any, settings: Settings, name: str, body: bytes, reason: str) -> None:
+    upload = _put(s3, "landing", f"uploads/churn/{name}", body)
+    result = _prepare(s3, upload, settings)
+    assert result.curated_rows == 0
+    assert reason in (result.reason or "")
+    kept = s3.get_object(Bucket="curated", Key=f"quarantine/churn/{upload.upload_id}/source")["Body"].read()
+    assert kept == body
+
+
+def test_unknown_dataset_is_quarantined(s3: Any, buckets: Any, settings: Settings) -> None:
+    result = _prepare(s3, _put(s3, "landing", "uploads/other/x.csv", b"a\n1\n"), settings)
+    assert result.quarantined_rows == 1 and "no contract" in (result.reason or "")
+
+
+def test_redelivered_event_writes_nothing_twice(s3: Any, buckets: Any, settings: Settings) -> None:
+    upload = _put(s3, "landing", "uploads/churn/p.csv", generate(40, seed=2).to_csv(index=False).encode())
+    _prepare(s3, upload, settings)
+    _prepare(s3, upload, settings)
+    assert _curated_rows(s3) == 40

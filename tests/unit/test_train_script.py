@@ -1,0 +1,84 @@
+"""pipelines/train.py under the SageMaker container contract, and inference.py on its artifact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlcycle.config import Settings
+from mlcycle.data.training_sets import split
+from mlcycle.example import churn
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _job(tmp: Path, settings: Settings, frame_rows: int = 1500) -> tuple[dict[str, str], Path]:
+    code = tmp / "code"
+    code.mkdir()
+    for name in ("train.py", "inference.py"):
+        shutil.copy(REPO / "pipelines" / name, code / name)
+    shutil.copytree(REPO / "mlcycle", code / "mlcycle", ignore=shutil.ignore_patterns("__pycache__", "local", "*.csv"))
+    train, test = split(churn.generate(frame_rows, seed=5), settings.problem)
+    for name, part in (("train", train), ("test", test)):
+        (tmp / "input" / name).mkdir(parents=True)
+        part.to_parquet(tmp / "input" / name / "data.parquet")
+    env = {
+        "SM_MODEL_DIR": str(tmp / "model"),
+        "SM_OUTPUT_DATA_DIR": str(tmp / "output" / "data"),
+        "SM_OUTPUT_DIR": str(tmp / "output"),
+        "SM_CHANNEL_TRAIN": str(tmp / "input" / "train"),
+        "SM_CHANNEL_TEST": str(tmp / "input" / "test"),
+        "SM_HPS": json.dumps({"mlcycle_problem": settings.problem.model_dump_json()}),
+    }
+    (tmp / "model").mkdir()
+    return env, code
+
+
+def _run(code: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "train.py"], cwd=code, env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+
+
+def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settings) -> None:
+    env, code = _job(tmp_path, settings)
+    done = _run(code, env)
+    assert done.returncode == 0, done.stderr
+    model = tmp_path / "model"
+    assert {p.name for p in model.iterdir()} == {"model.joblib", "schema.json", "code"}
+    assert (model / "code" / "inference.py").exists() and (model / "code" / "mlcycle" / "modeling.py").exists()
+    metrics = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())["metrics"]
+    assert metrics["roc_auc"] > 0.75
+
+    # the artifact serves through the inference handlers, as the serving container would call them
+    sys.path.insert(0, str(model / "code"))
+    try:
+        import inference  # type: ignore[import-not-found]
+
+        loaded = inference.model_fn(str(model))
+        rows = churn.generate(3, seed=9)[list(settings.problem.features)].to_csv(header=False, index=False)
+        body, content_type = inference.output_fn(inference.predict_fn(inference.input_fn(rows, "text/csv"), loaded), "application/json")
+        answer = json.loads(body)
+        assert content_type == "application/json" and len(answer["predictions"]) == 3 and len(answer["probabilities"][0]) == 2
+        with pytest.raises(ValueError, match="each CSV row needs"):
+            inference.predict_fn(inference.input_fn("1,2\n", "text/csv"), loaded)
+    finally:
+        sys.path.remove(str(model / "code"))
+        sys.modules.pop("inference", None)
+
+
+def test_train_failure_writes_the_reason(tmp_path: Path, settings: Settings) -> None:
+    env, code = _job(tmp_path, settings)
+    frame = churn.generate(300, seed=5).assign(churned=0)
+    frame.to_parquet(tmp_path / "input" / "train" / "data.parquet")
+    done = _run(code, env)
+    assert done.returncode == 1
+    assert (tmp_path / "output" / "failure").read_text() == (
+        "TrainingDataError: target 'churned' has a single class: nothing to learn"
+    )
