@@ -36,7 +36,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings, env = runtime.settings(), runtime.environment()
     dataset = request.input.dataset
     if dataset not in (None, settings.problem.dataset.name):
-        raise ValueError(f"dataset {dataset!r} is not the configured problem's {settings.problem.dataset.name!r}")
+        raise ValueError(
+            f"dataset {dataset!r} is not the configured problem's {settings.problem.dataset.name!r}"
+        )
     result = build_training_set(
         settings.problem,
         s3=aws.client("s3"),

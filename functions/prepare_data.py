@@ -25,7 +25,9 @@ def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     for record in event.records:
         obj = record.s3.get_object
         upload = Upload(record.s3.bucket.name, unquote_plus(obj.key), obj.version_id)
-        result = prepare_upload(upload, runtime.settings(), s3=aws.client("s3"), curated_bucket=env.curated_bucket)
+        result = prepare_upload(
+            upload, runtime.settings(), s3=aws.client("s3"), curated_bucket=env.curated_bucket
+        )
         events.publish(aws.client("events"), env.event_bus, result.status, result.as_event())
         logger.info("prepared upload", extra=result.as_event())
         results.append(result.as_event())

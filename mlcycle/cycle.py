@@ -51,8 +51,8 @@ class Clients:
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> Clients:
         session = boto3.session.Session(region_name=region)
-        make = lambda service: session.client(service, endpoint_url=endpoint_url)  # noqa: E731
-        return cls(make("s3"), make("stepfunctions"), make("sagemaker"), make("sagemaker-runtime"))
+        services = ("s3", "stepfunctions", "sagemaker", "sagemaker-runtime")
+        return cls(*(session.client(s, endpoint_url=endpoint_url) for s in services))  # type: ignore[call-overload]
 
 
 def bundled_dataset() -> Path:
@@ -62,11 +62,15 @@ def bundled_dataset() -> Path:
 def upload(clients: Clients, platform: Platform, path: Path, dataset: str, say: Say) -> str:
     key = f"uploads/{dataset}/{path.name}"
     clients.s3.upload_file(str(path), platform.landing_bucket, key)
-    say(f"uploaded {path.name} ({path.stat().st_size / 1024:.0f} KiB) to s3://{platform.landing_bucket}/{key}")
+    say(
+        f"uploaded {path.name} ({path.stat().st_size / 1024:.0f} KiB) to s3://{platform.landing_bucket}/{key}"
+    )
     return key
 
 
-def wait_for_curated(clients: Clients, platform: Platform, dataset: str, say: Say, timeout: float = 120) -> list[str]:
+def wait_for_curated(
+    clients: Clients, platform: Platform, dataset: str, say: Say, timeout: float = 120
+) -> list[str]:
     def listed() -> list[str]:
         found = clients.s3.list_objects_v2(Bucket=platform.curated_bucket, Prefix=f"curated/{dataset}/")
         return [o["Key"] for o in found.get("Contents", [])]
@@ -82,7 +86,9 @@ def _get(s3: Any, bucket: str, key: str) -> bytes:
     return body
 
 
-def run_training(clients: Clients, platform: Platform, say: Say, poll_seconds: int = 1, timeout: float = 600) -> dict[str, Any]:
+def run_training(
+    clients: Clients, platform: Platform, say: Say, poll_seconds: int = 1, timeout: float = 600
+) -> dict[str, Any]:
     """Start the training state machine and report each state as it is entered; return its output."""
     arn = clients.sfn.start_execution(
         stateMachineArn=platform.training_state_machine, input=json.dumps({"poll_seconds": poll_seconds})
@@ -120,7 +126,9 @@ def _failure(clients: Clients, arn: str, described: dict[str, Any]) -> str:
 def wait_for_endpoint(clients: Clients, settings: Settings, say: Say, timeout: float = 180) -> dict[str, Any]:
     def in_service() -> dict[str, Any] | None:
         try:
-            endpoint: dict[str, Any] = clients.sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
+            endpoint: dict[str, Any] = clients.sagemaker.describe_endpoint(
+                EndpointName=settings.endpoint_name
+            )
         except clients.sagemaker.exceptions.ClientError:
             return None
         if endpoint["EndpointStatus"] == "Failed":

@@ -60,7 +60,9 @@ def _ensure_model(sagemaker: Any, name: str, package: dict[str, Any], role_arn: 
     )
 
 
-def _ensure_endpoint_config(sagemaker: Any, name: str, model: str, settings: Settings, capture_uri: str) -> None:
+def _ensure_endpoint_config(
+    sagemaker: Any, name: str, model: str, settings: Settings, capture_uri: str
+) -> None:
     if _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
         return
     sagemaker.create_endpoint_config(
@@ -79,7 +81,10 @@ def _ensure_endpoint_config(sagemaker: Any, name: str, model: str, settings: Set
             "InitialSamplingPercentage": max(settings.capture_percentage, 1),
             "DestinationS3Uri": capture_uri,
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
+            "CaptureContentTypeHeader": {
+                "CsvContentTypes": ["text/csv"],
+                "JsonContentTypes": ["application/json"],
+            },
         },
     )
 
@@ -94,7 +99,9 @@ def deploy(
 ) -> Deployment:
     package = sagemaker.describe_model_package(ModelPackageName=package_arn)
     if package["ModelApprovalStatus"] != "Approved":
-        raise ValueError(f"{package_arn} is {package['ModelApprovalStatus']}, not Approved: refusing to deploy")
+        raise ValueError(
+            f"{package_arn} is {package['ModelApprovalStatus']}, not Approved: refusing to deploy"
+        )
     model, config = _names(settings, package_arn)
     _ensure_model(sagemaker, model, package, role_arn)
     _ensure_endpoint_config(sagemaker, config, model, settings, capture_uri)

@@ -13,8 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -39,7 +43,9 @@ class TrainingDataError(ValueError):
 def feature_schema(problem: Problem) -> dict[str, str]:
     """Feature name -> ``numeric`` or ``categorical``, in the order serving expects them."""
     types = {c["name"]: c["type"] for c in problem["dataset"]["columns"]}
-    return {f: ("numeric" if types[f] in ("int", "float", "bool") else "categorical") for f in problem["features"]}
+    return {
+        f: ("numeric" if types[f] in ("int", "float", "bool") else "categorical") for f in problem["features"]
+    }
 
 
 def build_pipeline(problem: Problem) -> Pipeline:
@@ -66,7 +72,9 @@ def features_frame(frame: pd.DataFrame, problem: Problem) -> pd.DataFrame:
     out = {}
     for name, kind in schema.items():
         col = frame[name]
-        out[name] = pd.to_numeric(col, errors="coerce").astype("float64") if kind == "numeric" else col.astype(object)
+        out[name] = (
+            pd.to_numeric(col, errors="coerce").astype("float64") if kind == "numeric" else col.astype(object)
+        )
     return pd.DataFrame(out)
 
 
@@ -83,7 +91,9 @@ def check_training_data(train: pd.DataFrame, problem: Problem, min_rows: int = 5
 def train(train_frame: pd.DataFrame, problem: Problem) -> Pipeline:
     check_training_data(train_frame, problem)
     pipeline = build_pipeline(problem)
-    target = train_frame[problem["target"]].astype("int64" if problem["task"] == "classification" else "float64")
+    target = train_frame[problem["target"]].astype(
+        "int64" if problem["task"] == "classification" else "float64"
+    )
     pipeline.fit(features_frame(train_frame, problem), target.to_numpy())
     return pipeline
 

@@ -78,23 +78,30 @@ def _higher_is_better(metric: str) -> bool:
 def champion(sagemaker: Any, group: str) -> dict[str, Any] | None:
     """The newest Approved package of the group, described, or None."""
     listed = sagemaker.list_model_packages(
-        ModelPackageGroupName=group, ModelApprovalStatus=APPROVED, SortBy="CreationTime", SortOrder="Descending"
+        ModelPackageGroupName=group,
+        ModelApprovalStatus=APPROVED,
+        SortBy="CreationTime",
+        SortOrder="Descending",
     )["ModelPackageSummaryList"]
     if not listed:
         return None
-    described: dict[str, Any] = sagemaker.describe_model_package(ModelPackageName=listed[0]["ModelPackageArn"])
+    described: dict[str, Any] = sagemaker.describe_model_package(
+        ModelPackageName=listed[0]["ModelPackageArn"]
+    )
     return described
 
 
 def decide_approval(settings: Settings, value: float, champion_value: float | None) -> str:
-    """Auto-approve a first model that passes the gate, or a challenger that beats the champion by the margin."""
+    """Auto-approve a first model that passes the gate, or a challenger beating the champion by the margin."""
     if not settings.thresholds.auto_approve:
         return PENDING
     if champion_value is None:
         return APPROVED
     margin = settings.thresholds.auto_approve_margin
-    better = value >= champion_value + margin if _higher_is_better(settings.problem.primary_metric) else (
-        value <= champion_value - margin
+    better = (
+        value >= champion_value + margin
+        if _higher_is_better(settings.problem.primary_metric)
+        else (value <= champion_value - margin)
     )
     return APPROVED if better else PENDING
 
@@ -122,7 +129,9 @@ def register(
     current = champion(sagemaker, group)
     champion_value = None
     if current is not None:
-        stored = current.get("CustomerMetadataProperties", {}).get(METRIC_PREFIX + settings.problem.primary_metric)
+        stored = current.get("CustomerMetadataProperties", {}).get(
+            METRIC_PREFIX + settings.problem.primary_metric
+        )
         champion_value = float(stored) if stored is not None else None
     status = decide_approval(settings, value, champion_value)
     metadata = {**lineage, **{METRIC_PREFIX + k: f"{v:.6g}" for k, v in result.metrics.items()}}
@@ -146,7 +155,11 @@ def register(
             "SupportedResponseMIMETypes": ["application/json"],
             "SupportedRealtimeInferenceInstanceTypes": [settings.instances.endpoint],
         },
-        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": result.evaluation_uri}}},
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": result.evaluation_uri}
+            }
+        },
         CustomerMetadataProperties=metadata,
         ModelApprovalStatus=status,
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
-
-import os
 
 from pydantic import BaseModel, ConfigDict
 
 from mlcycle.config import BUNDLED_CONFIG_FILE, Settings, load_settings, settings_from_json
-
 
 PREFIX = "MLCYCLE_"
 
@@ -33,7 +31,9 @@ class FunctionEnvironment(BaseModel):
 def environment() -> FunctionEnvironment:
     """Read per call, not cached: on the embedded AWS several functions share one process."""
     fields = FunctionEnvironment.model_fields
-    values = {name: os.environ[PREFIX + name.upper()] for name in fields if PREFIX + name.upper() in os.environ}
+    values = {
+        name: os.environ[PREFIX + name.upper()] for name in fields if PREFIX + name.upper() in os.environ
+    }
     return FunctionEnvironment.model_validate(values)
 
 

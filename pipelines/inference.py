@@ -41,7 +41,7 @@ def model_fn(model_dir: str) -> Model:
 
 def input_fn(body: bytes | str, content_type: str) -> pd.DataFrame | list[Any]:
     text = body.decode("utf-8") if isinstance(body, bytes) else body
-    kind = content_type.split(";")[0].strip().lower()
+    kind = content_type.split(";", maxsplit=1)[0].strip().lower()
     if kind == CSV:
         return [row for row in csv.reader(io.StringIO(text)) if row]
     if kind == JSON:
@@ -63,7 +63,9 @@ def _frame(data: pd.DataFrame | list[Any], model: Model) -> pd.DataFrame:
     out = {}
     for name, kind in model.schema["features"].items():
         col = data[name].replace("", None)
-        out[name] = pd.to_numeric(col, errors="coerce").astype("float64") if kind == "numeric" else col.astype(object)
+        out[name] = (
+            pd.to_numeric(col, errors="coerce").astype("float64") if kind == "numeric" else col.astype(object)
+        )
     return pd.DataFrame(out)
 
 

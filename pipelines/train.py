@@ -41,12 +41,18 @@ def _read_channel(name: str) -> pd.DataFrame:
 
 def _package(model: object, problem: dict[str, object], model_dir: Path) -> None:
     joblib.dump(model, model_dir / "model.joblib")
-    schema = {"features": modeling.feature_schema(problem), "target": problem["target"], "task": problem["task"]}
+    schema = {
+        "features": modeling.feature_schema(problem),
+        "target": problem["target"],
+        "task": problem["task"],
+    }
     (model_dir / "schema.json").write_text(json.dumps(schema, indent=2))
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
     shutil.copy2(HERE / "inference.py", code / "inference.py")
-    shutil.copytree(HERE / "mlcycle", code / "mlcycle", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        HERE / "mlcycle", code / "mlcycle", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
 
 
 def main() -> None:

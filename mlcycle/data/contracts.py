@@ -80,7 +80,7 @@ def check(
 
 def _violations(values: pd.Series, mask: pd.Series, column: str, rule: str) -> list[Violation]:
     hits = values[mask]
-    return [Violation(int(i), column, rule, "" if pd.isna(v) else str(v)) for i, v in hits.items()]
+    return [Violation(int(str(i)), column, rule, "" if pd.isna(v) else str(v)) for i, v in hits.items()]
 
 
 def _is_null(values: pd.Series) -> pd.Series:

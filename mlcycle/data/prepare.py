@@ -44,7 +44,9 @@ class Upload:
     def dataset(self) -> str:
         parts = self.key.split("/")
         if len(parts) < 3 or f"{parts[0]}/" != UPLOAD_PREFIX:
-            raise ContractError(f"upload key must look like {UPLOAD_PREFIX}<dataset>/<file>, got {self.key!r}")
+            raise ContractError(
+                f"upload key must look like {UPLOAD_PREFIX}<dataset>/<file>, got {self.key!r}"
+            )
         return parts[1]
 
 
@@ -62,7 +64,9 @@ class PrepareResult:
 
     @property
     def status(self) -> str:
-        return "DatasetValidated" if self.quarantined_rows == 0 and self.reason is None else "DatasetQuarantined"
+        return (
+            "DatasetValidated" if self.quarantined_rows == 0 and self.reason is None else "DatasetQuarantined"
+        )
 
     def as_event(self) -> dict[str, Any]:
         return asdict(self) | {"status": self.status}
@@ -158,7 +162,14 @@ def prepare_upload(
         try:
             contract = _contract_for(upload, settings)
             sinks = prepare_file(source, contract, work, chunk_rows)
-        except (ContractError, ValueError, UnicodeDecodeError, EOFError, OSError, pd.errors.ParserError) as exc:
+        except (
+            ContractError,
+            ValueError,
+            UnicodeDecodeError,
+            EOFError,
+            OSError,
+            pd.errors.ParserError,
+        ) as exc:
             return _quarantine_whole(upload, source, s3, curated_bucket, f"{type(exc).__name__}: {exc}")
         return _publish(upload, sinks, s3, curated_bucket, now)
 

@@ -45,9 +45,13 @@ def _read_curated(s3: Any, bucket: str, dataset: str) -> tuple[pd.DataFrame, lis
             continue
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])
         frames.append(pd.read_parquet(io.BytesIO(body["Body"].read())))
-        sources.append({"key": obj["Key"], "version_id": body.get("VersionId"), "etag": obj["ETag"].strip('"')})
+        sources.append(
+            {"key": obj["Key"], "version_id": body.get("VersionId"), "etag": obj["ETag"].strip('"')}
+        )
     if not frames:
-        raise InsufficientDataError(f"no curated data for dataset {dataset!r} in s3://{bucket}/curated/{dataset}/")
+        raise InsufficientDataError(
+            f"no curated data for dataset {dataset!r} in s3://{bucket}/curated/{dataset}/"
+        )
     return pd.concat(frames, ignore_index=True), sources
 
 
@@ -94,6 +98,12 @@ def build_training_set(
         train_rows=len(train),
         test_rows=len(test),
     )
-    manifest = asdict(result) | {"sources": sources, "seed": problem.seed, "test_fraction": problem.test_fraction}
-    s3.put_object(Bucket=artifacts_bucket, Key=f"{prefix}manifest.json", Body=json.dumps(manifest, indent=2).encode())
+    manifest = asdict(result) | {
+        "sources": sources,
+        "seed": problem.seed,
+        "test_fraction": problem.test_fraction,
+    }
+    s3.put_object(
+        Bucket=artifacts_bucket, Key=f"{prefix}manifest.json", Body=json.dumps(manifest, indent=2).encode()
+    )
     return result

@@ -117,7 +117,6 @@ def generate(
     )
 
 
-
 #: Rows of the bundled upload that break the contract on purpose, so the demo shows the quarantine.
 BAD_ROWS = {
     7: ("tenure_months", "twelve"),
@@ -128,7 +127,9 @@ BAD_ROWS = {
 
 def bundled_frame(rows: int = 5000, seed: int = 42) -> pd.DataFrame:
     """The example upload that ships as ``churn.csv``: generated rows, a few of them broken."""
-    frame = generate(rows, seed=seed).astype({"tenure_months": object, "monthly_charges": object, "contract": object})
+    frame = generate(rows, seed=seed).astype(
+        {"tenure_months": object, "monthly_charges": object, "contract": object}
+    )
     for row, (column, value) in BAD_ROWS.items():
         frame.loc[row, column] = value
     return frame

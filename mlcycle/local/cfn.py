@@ -110,7 +110,6 @@ _FUNCTIONS: dict[str, Callable[[Any, Scope], Any]] = {
     "Condition": lambda a, s: s.condition(a),
     "Fn::FindInMap": _find_in_map,
     "Fn::GetAZs": lambda a, s: [f"{s.pseudo['AWS::Region']}{z}" for z in "abc"],
-    "Fn::Base64": lambda a, s: resolve(a, s),
 }
 
 NO_VALUE = object()
@@ -120,7 +119,7 @@ def resolve(value: Any, scope: Scope) -> Any:
     """Evaluate every intrinsic function in ``value``; ``AWS::NoValue`` removes the key or item."""
     if isinstance(value, dict):
         if len(value) == 1:
-            (key, args), = value.items()
+            ((key, args),) = value.items()
             if key == "Ref" and args == "AWS::NoValue":
                 return NO_VALUE
             if key in _FUNCTIONS:

@@ -46,7 +46,11 @@ def serve(settings: Settings, *, port: int, assembly: Path, say: Say) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with local_platform(settings, assembly, port=port, say=say) as local:
         STATE_DIR.mkdir(exist_ok=True)
-        state = {"pid": os.getpid(), "endpoint_url": local.aws.endpoint_url, "platform": local.platform.__dict__}
+        state = {
+            "pid": os.getpid(),
+            "endpoint_url": local.aws.endpoint_url,
+            "platform": local.platform.__dict__,
+        }
         STATE_FILE.write_text(json.dumps(state, indent=2))
         say(f"ready: export AWS_ENDPOINT_URL={local.aws.endpoint_url}")
         try:
@@ -67,17 +71,30 @@ def up(settings: Settings, *, port: int, assembly: Path, foreground: bool, say: 
         from infra.app_builder import synth
 
         say(f"synthesizing the CDK app into {assembly}")
-        synth(settings, assembly, validate=True)
+        synth(settings, assembly)
     if foreground:
         return serve(settings, port=port, assembly=assembly, say=say)
     STATE_DIR.mkdir(exist_ok=True)
     log = (STATE_DIR / "local.log").open("w")
-    cmd = [sys.executable, "-m", "mlcycle.cli", "local", "up", "--foreground", "--port", str(port), "--out", str(assembly)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlcycle.cli",
+        "local",
+        "up",
+        "--foreground",
+        "--port",
+        str(port),
+        "--out",
+        str(assembly),
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if (state := read_state()) is not None:
-            say(f"embedded AWS up at {state['endpoint_url']} (pid {proc.pid}); log: {STATE_DIR / 'local.log'}")
+            say(
+                f"embedded AWS up at {state['endpoint_url']} (pid {proc.pid}); log: {STATE_DIR / 'local.log'}"
+            )
             return 0
         if proc.poll() is not None:
             say(f"embedded AWS failed to start; see {STATE_DIR / 'local.log'}")

@@ -52,7 +52,9 @@ class Stack:
     def to_json(self) -> str:
         body = {
             "name": self.name,
-            "resources": {k: {"type": self.types[k], "ref": v.ref, "attrs": v.attrs} for k, v in self.resources.items()},
+            "resources": {
+                k: {"type": self.types[k], "ref": v.ref, "attrs": v.attrs} for k, v in self.resources.items()
+            },
             "outputs": self.outputs,
         }
         return json.dumps(body, indent=2, default=str)
@@ -82,7 +84,9 @@ class Provisioner:
         return name.lower() if lower else name
 
     def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
+        return (
+            f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
+        )
 
 
 def _creators() -> dict[str, Callable[[Provisioner, str, dict[str, Any]], Created]]:
@@ -106,7 +110,9 @@ def upload_assets(p: Provisioner, assembly: Path, stack_name: str) -> None:
 
 def _placeholders(text: str, p: Provisioner) -> str:
     return (
-        text.replace("${AWS::AccountId}", p.account).replace("${AWS::Region}", p.region).replace("${AWS::Partition}", "aws")
+        text.replace("${AWS::AccountId}", p.account)
+        .replace("${AWS::Region}", p.region)
+        .replace("${AWS::Partition}", "aws")
     )
 
 
@@ -139,9 +145,13 @@ def _seed_public_parameters(p: Provisioner, template: dict[str, Any]) -> None:
     wanted = dict(PUBLIC_PARAMETERS)
     for param in template.get("Parameters", {}).values():
         name = param.get("Default", "")
-        if param.get("Type", "").startswith("AWS::SSM::Parameter::Value") and name.startswith(POWERTOOLS_PREFIX):
+        if param.get("Type", "").startswith("AWS::SSM::Parameter::Value") and name.startswith(
+            POWERTOOLS_PREFIX
+        ):
             runtime = name.split("/")[-2].replace(".", "")
-            wanted[name] = f"arn:aws:lambda:{p.region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-{runtime}-x86_64:1"
+            wanted[name] = (
+                f"arn:aws:lambda:{p.region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-{runtime}-x86_64:1"
+            )
     for name, value in wanted.items():
         ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
 
@@ -193,7 +203,9 @@ def provision(
             if "Condition" in body and not scope.condition(body["Condition"]):
                 continue
             cfn_type = body["Type"]
-            creator = creators.get(cfn_type) or (creators["Custom::*"] if cfn_type.startswith("Custom::") else None)
+            creator = creators.get(cfn_type) or (
+                creators["Custom::*"] if cfn_type.startswith("Custom::") else None
+            )
             if creator is None:
                 raise TemplateError(f"{logical_id}: resource type {cfn_type} cannot be provisioned locally")
             props = resolve(body.get("Properties", {}), scope)

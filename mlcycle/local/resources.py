@@ -34,7 +34,9 @@ def _tags(props: dict[str, Any]) -> list[dict[str, str]]:
 @creates("AWS::KMS::Key")
 def _kms_key(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     kms = p.client("kms")
-    key = kms.create_key(Description=props.get("Description", logical_id), Policy=json.dumps(props["KeyPolicy"]))
+    key = kms.create_key(
+        Description=props.get("Description", logical_id), Policy=json.dumps(props["KeyPolicy"])
+    )
     key_id = key["KeyMetadata"]["KeyId"]
     if props.get("EnableKeyRotation"):
         kms.enable_key_rotation(KeyId=key_id)
@@ -58,7 +60,9 @@ def _bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
         rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
     if "PublicAccessBlockConfiguration" in props:
-        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+        s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+        )
     if "LifecycleConfiguration" in props:
         s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=_lifecycle(props))
     if "LoggingConfiguration" in props:
@@ -69,25 +73,31 @@ def _bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
         s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(props)})
     arn = f"arn:aws:s3:::{name}"
     domain = f"{name}.s3.amazonaws.com"
-    return Created(name, {"Arn": arn, "DomainName": domain, "RegionalDomainName": f"{name}.s3.{p.region}.amazonaws.com"})
+    return Created(
+        name, {"Arn": arn, "DomainName": domain, "RegionalDomainName": f"{name}.s3.{p.region}.amazonaws.com"}
+    )
 
 
 def _lifecycle(props: dict[str, Any]) -> dict[str, Any]:
     """CloudFormation's lifecycle shape -> the S3 API's (the names differ)."""
-    rules = []
+    rules: list[dict[str, Any]] = []
     for rule in props["LifecycleConfiguration"]["Rules"]:
         api: dict[str, Any] = {"ID": rule.get("Id", f"rule{len(rules)}"), "Status": rule["Status"]}
         api["Filter"] = {"Prefix": rule.get("Prefix", "")}
         if "ExpirationInDays" in rule:
             api["Expiration"] = {"Days": rule["ExpirationInDays"]}
         if "NoncurrentVersionExpiration" in rule:
-            api["NoncurrentVersionExpiration"] = {"NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]}
+            api["NoncurrentVersionExpiration"] = {
+                "NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+            }
         if "AbortIncompleteMultipartUpload" in rule:
             days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
             api["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
         transitions = rule.get("Transitions", [])
         if transitions:
-            api["Transitions"] = [{"Days": t["TransitionInDays"], "StorageClass": t["StorageClass"]} for t in transitions]
+            api["Transitions"] = [
+                {"Days": t["TransitionInDays"], "StorageClass": t["StorageClass"]} for t in transitions
+            ]
         rules.append(api)
     return {"Rules": rules}
 
@@ -102,7 +112,9 @@ def _bucket_policy(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Cr
 def _bucket_notifications(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     """CDK's notifications custom resource: do what its handler does, put the configuration."""
     config = props["NotificationConfiguration"]
-    p.client("s3").put_bucket_notification_configuration(Bucket=props["BucketName"], NotificationConfiguration=config)
+    p.client("s3").put_bucket_notification_configuration(
+        Bucket=props["BucketName"], NotificationConfiguration=config
+    )
     return Created(logical_id)
 
 
@@ -115,11 +127,17 @@ def _custom(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
 def _role(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     iam = p.client("iam")
     name = props.get("RoleName") or p.physical_name(logical_id, 64)
-    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+    role = iam.create_role(
+        RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
+    )
     for arn in props.get("ManagedPolicyArns", []):
         iam.attach_role_policy(RoleName=name, PolicyArn=arn)
     for policy in props.get("Policies", []):
-        iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"]))
+        iam.put_role_policy(
+            RoleName=name,
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+        )
     return Created(name, {"Arn": role["Role"]["Arn"], "RoleId": role["Role"]["RoleId"]})
 
 
@@ -127,7 +145,9 @@ def _role(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
 def _policy(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     iam = p.client("iam")
     for role in props.get("Roles", []):
-        iam.put_role_policy(RoleName=role, PolicyName=props["PolicyName"], PolicyDocument=json.dumps(props["PolicyDocument"]))
+        iam.put_role_policy(
+            RoleName=role, PolicyName=props["PolicyName"], PolicyDocument=json.dumps(props["PolicyDocument"])
+        )
     return Created(props["PolicyName"])
 
 
@@ -135,7 +155,9 @@ def _policy(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
 def _managed_policy(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     iam = p.client("iam")
     name = props.get("ManagedPolicyName") or p.physical_name(logical_id, 128)
-    arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(props["PolicyDocument"]))["Policy"]["Arn"]
+    arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(props["PolicyDocument"]))["Policy"][
+        "Arn"
+    ]
     for role in props.get("Roles", []):
         iam.attach_role_policy(RoleName=role, PolicyArn=arn)
     return Created(arn)
@@ -155,7 +177,11 @@ def _log_group(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Create
 def _queue(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     sqs = p.client("sqs")
     name = props.get("QueueName") or p.physical_name(logical_id, 80)
-    attrs = {k: str(props[k]) for k in ("MessageRetentionPeriod", "VisibilityTimeout", "KmsMasterKeyId") if k in props}
+    attrs: dict[str, str] = {
+        k: str(props[k])
+        for k in ("MessageRetentionPeriod", "VisibilityTimeout", "KmsMasterKeyId")
+        if k in props
+    }
     if "RedrivePolicy" in props:
         attrs["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
     url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
@@ -165,7 +191,9 @@ def _queue(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
 @creates("AWS::SQS::QueuePolicy")
 def _queue_policy(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     for url in props["Queues"]:
-        p.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+        p.client("sqs").set_queue_attributes(
+            QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+        )
     return Created(logical_id)
 
 
@@ -190,7 +218,7 @@ def _topic_policy(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Cre
 
 @creates("AWS::SNS::Subscription")
 def _subscription(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
-    attrs = {k: json.dumps(props[k]) for k in ("FilterPolicy", "RedrivePolicy") if k in props}
+    attrs: dict[str, str] = {k: json.dumps(props[k]) for k in ("FilterPolicy", "RedrivePolicy") if k in props}
     if "RawMessageDelivery" in props:
         attrs["RawMessageDelivery"] = str(props["RawMessageDelivery"]).lower()
     sub = p.client("sns").subscribe(
@@ -242,7 +270,10 @@ def _permission(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Creat
 
 @creates("AWS::Lambda::EventInvokeConfig")
 def _event_invoke_config(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
-    kwargs: dict[str, Any] = {"FunctionName": props["FunctionName"], "Qualifier": props.get("Qualifier", "$LATEST")}
+    kwargs: dict[str, Any] = {
+        "FunctionName": props["FunctionName"],
+        "Qualifier": props.get("Qualifier", "$LATEST"),
+    }
     for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"):
         if key in props:
             kwargs[key] = props[key]
@@ -321,14 +352,18 @@ def _glue_database(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Cr
 @creates("AWS::Glue::Table")
 def _glue_table(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     table = props["TableInput"]
-    p.client("glue").create_table(CatalogId=props["CatalogId"], DatabaseName=props["DatabaseName"], TableInput=table)
+    p.client("glue").create_table(
+        CatalogId=props["CatalogId"], DatabaseName=props["DatabaseName"], TableInput=table
+    )
     return Created(table["Name"])
 
 
 @creates("AWS::Athena::WorkGroup")
 def _workgroup(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     config = props.get("WorkGroupConfiguration", {})
-    p.client("athena").create_work_group(Name=props["Name"], Configuration=config, Description=props.get("Description", ""))
+    p.client("athena").create_work_group(
+        Name=props["Name"], Configuration=config, Description=props.get("Description", "")
+    )
     return Created(props["Name"])
 
 
@@ -336,7 +371,8 @@ def _workgroup(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Create
 def _model_package_group(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     name = props["ModelPackageGroupName"]
     arn = p.client("sagemaker").create_model_package_group(
-        ModelPackageGroupName=name, ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", name)
+        ModelPackageGroupName=name,
+        ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", name),
     )["ModelPackageGroupArn"]
     return Created(arn, {"ModelPackageGroupArn": arn})
 
@@ -352,10 +388,10 @@ def _dashboard(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Create
 def _alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     name = props.get("AlarmName") or p.physical_name(logical_id, 255)
     keys = (
-        "MetricName", "Namespace", "Statistic", "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator",
-        "AlarmActions", "OKActions", "Dimensions", "TreatMissingData", "DatapointsToAlarm", "AlarmDescription",
-        "Metrics", "ActionsEnabled",
-    )  # fmt: skip
+        *("MetricName", "Namespace", "Statistic", "Period", "EvaluationPeriods", "Threshold"),
+        *("ComparisonOperator", "AlarmActions", "OKActions", "Dimensions", "TreatMissingData"),
+        *("DatapointsToAlarm", "AlarmDescription", "Metrics", "ActionsEnabled"),
+    )
     kwargs = {k: props[k] for k in keys if k in props}
     for k in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
         if k in kwargs:
@@ -369,7 +405,9 @@ def _alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
 @creates("AWS::SSM::Parameter")
 def _ssm_parameter(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     name = props.get("Name") or f"/{p.stack_name}/{logical_id}"
-    p.client("ssm").put_parameter(Name=name, Value=props["Value"], Type=props.get("Type", "String"), Overwrite=True)
+    p.client("ssm").put_parameter(
+        Name=name, Value=props["Value"], Type=props.get("Type", "String"), Overwrite=True
+    )
     return Created(name)
 
 

@@ -65,9 +65,9 @@ def start(
     time_scale: float = 1.0,
 ) -> EmbeddedAws:
     """Start moto's server on 127.0.0.1 with Step Functions execution on and our patches installed."""
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_api import _internal  # noqa: F401  (registers the config API)
     from moto import settings as moto_settings
+    from moto.moto_api import _internal  # noqa: F401  (registers the config API)
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     port = port or free_port()
     ctx = LocalContext(

@@ -48,7 +48,10 @@ def local_platform(
             region=settings.region,
             account=aws.ctx.account,
         )
-        say(f"provisioned {len(stack.resources)} resources from {assembly}/{stack_name(settings)}.template.json")
+        say(
+            f"provisioned {len(stack.resources)} resources from "
+            f"{assembly}/{stack_name(settings)}.template.json"
+        )
         platform = Platform.from_stack(stack)
         clients = cycle.Clients.for_endpoint(aws.endpoint_url, settings.region)
         yield LocalPlatform(aws, stack, platform, clients)
@@ -61,7 +64,7 @@ def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: 
     from infra.app_builder import synth
 
     steps("synthesizing the CDK app (cdk-nag and cfn-lint gates on)")
-    synth(settings, assembly, validate=True)
+    synth(settings, assembly)
     steps("starting the embedded AWS and provisioning the platform from the synthesized template")
     with local_platform(settings, assembly, port=port, say=say) as local:
         c, p = local.clients, local.platform
@@ -74,13 +77,17 @@ def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: 
         registration = output.get("registration", output)
         say(
             f"registered model package version {registration.get('version')} "
-            f"({registration.get('approval_status')}); {registration.get('metric')} = {registration.get('value'):.4f}"
+            f"({registration.get('approval_status')}); "
+            f"{registration.get('metric')} = {registration.get('value'):.4f}"
         )
         steps("waiting for the approval event to deploy the model to the endpoint")
         cycle.wait_for_endpoint(c, settings, say)
         steps("invoking the endpoint with held-out rows")
         scores = cycle.score_holdout(c, settings, say)
         steps("done")
-        say(f"held-out accuracy {scores['accuracy']:.3f}, ROC AUC {scores.get('roc_auc', float('nan')):.3f} on {scores['rows']:.0f} rows")
+        say(
+            f"held-out accuracy {scores['accuracy']:.3f}, "
+            f"ROC AUC {scores.get('roc_auc', float('nan')):.3f} on {scores['rows']:.0f} rows"
+        )
     getattr(steps, "done", lambda: None)()
     return 0

@@ -32,11 +32,15 @@ def _prepare(s3: Any, upload: Upload, settings: Settings, chunk_rows: int = 100_
 
 def _curated_rows(s3: Any) -> int:
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="curated", Prefix="curated/").get("Contents", [])]
-    return sum(len(pd.read_parquet(io.BytesIO(s3.get_object(Bucket="curated", Key=k)["Body"].read()))) for k in keys)
+    return sum(
+        len(pd.read_parquet(io.BytesIO(s3.get_object(Bucket="curated", Key=k)["Body"].read()))) for k in keys
+    )
 
 
 @pytest.mark.parametrize("chunk_rows", [7, 100_000])
-def test_mixed_upload_splits_rows_and_reports(s3: Any, buckets: Any, settings: Settings, chunk_rows: int) -> None:
+def test_mixed_upload_splits_rows_and_reports(
+    s3: Any, buckets: Any, settings: Settings, chunk_rows: int
+) -> None:
     # GIVEN the bundled upload, which has a few broken rows
     frame = bundled_frame(rows=300)
     upload = _put(s3, "landing", "uploads/churn/part.csv", frame.to_csv(index=False).encode())
@@ -46,7 +50,9 @@ def test_mixed_upload_splits_rows_and_reports(s3: Any, buckets: Any, settings: S
     assert result.rows == 300
     assert result.quarantined_rows == len(BAD_ROWS)
     assert result.curated_rows + result.quarantined_rows == result.rows == _curated_rows(s3) + len(BAD_ROWS)
-    report = json.loads(s3.get_object(Bucket="curated", Key=f"quarantine/churn/{upload.upload_id}/report.json")["Body"].read())
+    report = json.loads(
+        s3.get_object(Bucket="curated", Key=f"quarantine/churn/{upload.upload_id}/report.json")["Body"].read()
+    )
     assert sorted(v["row"] for v in report["violations"]) == sorted(BAD_ROWS)
     assert "tenure_months" in report["summary"]
     assert result.status == "DatasetQuarantined"
@@ -67,7 +73,9 @@ def test_gzip_upload_is_read(s3: Any, buckets: Any, settings: Settings) -> None:
         ("wrong-columns.csv", b"a,b\n1,2\n", "missing columns"),
     ],
 )
-def test_unreadable_file_goes_whole_to_quarantine(s3: Any, buckets: Any, settings: Settings, name: str, body: bytes, reason: str) -> None:
+def test_unreadable_file_goes_whole_to_quarantine(
+    s3: Any, buckets: Any, settings: Settings, name: str, body: bytes, reason: str
+) -> None:
     upload = _put(s3, "landing", f"uploads/churn/{name}", body)
     result = _prepare(s3, upload, settings)
     assert result.curated_rows == 0

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mlcycle.local.cfn import Created, Scope, TemplateError, creation_order, resolve
@@ -11,7 +13,9 @@ TEMPLATE = {
 
 
 def _scope() -> Scope:
-    scope = Scope(template=TEMPLATE, pseudo={"AWS::Region": "us-east-1", "AWS::AccountId": "1"}, parameters={"P": "v"})
+    scope = Scope(
+        template=TEMPLATE, pseudo={"AWS::Region": "us-east-1", "AWS::AccountId": "1"}, parameters={"P": "v"}
+    )
     scope.resources["Bucket"] = Created("my-bucket", {"Arn": "arn:aws:s3:::my-bucket"})
     return scope
 
@@ -47,7 +51,7 @@ def test_dangling_references_fail() -> None:
 
 
 def test_creation_order_respects_references_and_depends_on() -> None:
-    resources = {
+    resources: dict[str, dict[str, Any]] = {
         "Policy": {"Properties": {"Roles": [{"Ref": "Role"}]}},
         "Fn": {"DependsOn": ["Policy"], "Properties": {"Role": {"Fn::GetAtt": ["Role", "Arn"]}}},
         "Role": {"Properties": {}},

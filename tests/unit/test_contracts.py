@@ -92,7 +92,9 @@ _cells = st.tuples(
 @settings(max_examples=60, deadline=None)
 @given(rows=st.lists(_cells, min_size=0, max_size=60), chunk=st.integers(1, 25))
 def test_every_row_is_either_good_or_bad_once(rows: list[tuple[str, str]], chunk: int) -> None:
-    frame = pd.DataFrame({"id": [f"k{i % 40}" for i in range(len(rows))], "x": [r[0] for r in rows], "c": [r[1] for r in rows]})
+    frame = pd.DataFrame(
+        {"id": [f"k{i % 40}" for i in range(len(rows))], "x": [r[0] for r in rows], "c": [r[1] for r in rows]}
+    )
     seen: set[str] = set()
     good = bad = 0
     bad_rows: list[int] = []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,9 @@ def test_generator_is_seeded() -> None:
 
 def test_bundled_dataset_is_what_the_generator_makes() -> None:
     shipped = pd.read_csv(bundled_dataset(), dtype=str, keep_default_na=False)
-    regenerated = pd.read_csv(pd.io.common.StringIO(churn.bundled_frame().to_csv(index=False)), dtype=str, keep_default_na=False)
+    regenerated = pd.read_csv(
+        io.StringIO(churn.bundled_frame().to_csv(index=False)), dtype=str, keep_default_na=False
+    )
     pd.testing.assert_frame_equal(shipped, regenerated)
 
 

@@ -23,7 +23,9 @@ def _job(tmp: Path, settings: Settings, frame_rows: int = 1500) -> tuple[dict[st
     code.mkdir()
     for name in ("train.py", "inference.py"):
         shutil.copy(REPO / "pipelines" / name, code / name)
-    shutil.copytree(REPO / "mlcycle", code / "mlcycle", ignore=shutil.ignore_patterns("__pycache__", "local", "*.csv"))
+    shutil.copytree(
+        REPO / "mlcycle", code / "mlcycle", ignore=shutil.ignore_patterns("__pycache__", "local", "*.csv")
+    )
     train, test = split(churn.generate(frame_rows, seed=5), settings.problem)
     for name, part in (("train", train), ("test", test)):
         (tmp / "input" / name).mkdir(parents=True)
@@ -42,7 +44,12 @@ def _job(tmp: Path, settings: Settings, frame_rows: int = 1500) -> tuple[dict[st
 
 def _run(code: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "train.py"], cwd=code, env={**os.environ, **env}, capture_output=True, text=True, check=False
+        [sys.executable, "train.py"],
+        cwd=code,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -52,7 +59,9 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
     assert done.returncode == 0, done.stderr
     model = tmp_path / "model"
     assert {p.name for p in model.iterdir()} == {"model.joblib", "schema.json", "code"}
-    assert (model / "code" / "inference.py").exists() and (model / "code" / "mlcycle" / "modeling.py").exists()
+    assert (model / "code" / "inference.py").exists() and (
+        model / "code" / "mlcycle" / "modeling.py"
+    ).exists()
     metrics = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())["metrics"]
     assert metrics["roc_auc"] > 0.75
 
@@ -63,9 +72,15 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
 
         loaded = inference.model_fn(str(model))
         rows = churn.generate(3, seed=9)[list(settings.problem.features)].to_csv(header=False, index=False)
-        body, content_type = inference.output_fn(inference.predict_fn(inference.input_fn(rows, "text/csv"), loaded), "application/json")
+        body, content_type = inference.output_fn(
+            inference.predict_fn(inference.input_fn(rows, "text/csv"), loaded), "application/json"
+        )
         answer = json.loads(body)
-        assert content_type == "application/json" and len(answer["predictions"]) == 3 and len(answer["probabilities"][0]) == 2
+        assert (
+            content_type == "application/json"
+            and len(answer["predictions"]) == 3
+            and len(answer["probabilities"][0]) == 2
+        )
         with pytest.raises(ValueError, match="each CSV row needs"):
             inference.predict_fn(inference.input_fn("1,2\n", "text/csv"), loaded)
     finally:
