@@ -70,6 +70,8 @@ class Provisioner:
         self.session = boto3.session.Session(region_name=region)
         self.endpoint_url = endpoint_url
         self._clients: dict[str, Any] = {}
+        #: Calls to make once every resource exists (e.g. access logging, which needs the log bucket's policy).
+        self.deferred: list[Callable[[], object]] = []
         self.work = Path(tempfile.mkdtemp(prefix="mlcycle-provision-"))
 
     def client(self, service: str) -> Any:
@@ -139,21 +141,14 @@ def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
         s3.create_bucket(**kwargs)
 
 
-def _seed_public_parameters(p: Provisioner, template: dict[str, Any]) -> None:
-    """Create the public SSM parameters the template reads, with local stand-in values."""
-    ssm = p.client("ssm")
-    wanted = dict(PUBLIC_PARAMETERS)
-    for param in template.get("Parameters", {}).values():
-        name = param.get("Default", "")
-        if param.get("Type", "").startswith("AWS::SSM::Parameter::Value") and name.startswith(
-            POWERTOOLS_PREFIX
-        ):
-            runtime = name.split("/")[-2].replace(".", "")
-            wanted[name] = (
-                f"arn:aws:lambda:{p.region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-{runtime}-x86_64:1"
-            )
-    for name, value in wanted.items():
-        ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+def _public_parameter(p: Provisioner, name: str) -> str | None:
+    """A stand-in for a public SSM parameter AWS provides (moto reserves ``/aws/`` names, so none is stored)."""
+    if name in PUBLIC_PARAMETERS:
+        return PUBLIC_PARAMETERS[name]
+    if name.startswith(POWERTOOLS_PREFIX):  # .../python/x86_64/python3.13/latest
+        runtime = name.split("/")[-2].replace(".", "")
+        return f"arn:aws:lambda:{p.region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-{runtime}-x86_64:1"
+    return None
 
 
 def _parameters(p: Provisioner, template: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
@@ -164,7 +159,8 @@ def _parameters(p: Provisioner, template: dict[str, Any], given: dict[str, str])
         if value is None:
             raise TemplateError(f"parameter {name} has no default and no value was given")
         if spec.get("Type", "").startswith("AWS::SSM::Parameter::Value"):
-            value = ssm.get_parameter(Name=value)["Parameter"]["Value"]
+            public = _public_parameter(p, value)
+            value = public if public is not None else ssm.get_parameter(Name=value)["Parameter"]["Value"]
         values[name] = value
     return values
 
@@ -184,7 +180,6 @@ def provision(
     p = Provisioner(stack_name, region, account, endpoint_url)
     try:
         upload_assets(p, assembly, stack_name)
-        _seed_public_parameters(p, template)
         pseudo = {
             "AWS::Region": region,
             "AWS::AccountId": account,
@@ -214,6 +209,8 @@ def provision(
             scope.resources[logical_id] = stack.resources[logical_id] = created
             stack.types[logical_id] = cfn_type
             progress(f"{cfn_type} {logical_id}")
+        for call in p.deferred:
+            call()
         stack.outputs = {k: resolve(v["Value"], scope) for k, v in template.get("Outputs", {}).items()}
         return stack
     finally:

@@ -57,7 +57,13 @@ def _bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     if "VersioningConfiguration" in props:
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
     if "BucketEncryption" in props:
-        rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        rules = [
+            {
+                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+            }
+            for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
     if "PublicAccessBlockConfiguration" in props:
         s3.put_public_access_block(
@@ -68,7 +74,8 @@ def _bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     if "LoggingConfiguration" in props:
         log = props["LoggingConfiguration"]
         target = {"TargetBucket": log["DestinationBucketName"], "TargetPrefix": log.get("LogFilePrefix", "")}
-        s3.put_bucket_logging(Bucket=name, BucketLoggingStatus={"LoggingEnabled": target})
+        status = {"LoggingEnabled": target}
+        p.deferred.append(lambda: s3.put_bucket_logging(Bucket=name, BucketLoggingStatus=status))
     if _tags(props):
         s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(props)})
     arn = f"arn:aws:s3:::{name}"
@@ -240,7 +247,9 @@ def _function(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created
         "Timeout": int(props.get("Timeout", 3)),
         "MemorySize": int(props.get("MemorySize", 128)),
         "Environment": props.get("Environment", {"Variables": {}}),
-        "Layers": props.get("Layers", []),
+        # AWS-owned managed layers (Powertools, SDK for pandas) exist in no local account and moto rejects
+        # unknown layers; handlers run in-process on this venv, which has what those layers provide.
+        "Layers": [arn for arn in props.get("Layers", []) if arn.split(":")[4] == p.account],
         "Architectures": props.get("Architectures", ["x86_64"]),
     }
     for key in ("DeadLetterConfig", "TracingConfig", "LoggingConfig", "Description"):

@@ -91,4 +91,6 @@ def _configure_moto(moto_settings: object) -> None:
     from moto.core.config import default_user_config
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    # CDK roles attach AWS managed policies (e.g. AWSLambdaBasicExecutionRole); moto knows them only if loaded.
+    default_user_config["iam"] = {"load_aws_managed_policies": True}
     default_user_config.setdefault("core", {})["reset_boto3_session"] = False  # type: ignore[index]
