@@ -33,7 +33,7 @@ synth: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(BIN)/mlcycle synth --out cdk.out
-	$(BIN)/pytest
+	MLCYCLE_ASSEMBLY=cdk.out $(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,8 @@ def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         result = prepare_upload(
             upload, runtime.settings(), s3=aws.client("s3"), curated_bucket=env.curated_bucket
         )
-        events.publish(aws.client("events"), env.event_bus, result.status, result.as_event())
+        for detail_type in result.event_types:
+            events.publish(aws.client("events"), env.event_bus, detail_type, result.as_event())
         logger.info("prepared upload", extra=result.as_event())
         results.append(result.as_event())
     return {"uploads": results}

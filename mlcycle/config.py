@@ -125,6 +125,15 @@ class LambdaSettings(_Model):
     pandas_layer_version: int = 11
 
 
+class RetrainingSettings(_Model):
+    """What may start the training pipeline by itself (the guards come with the retraining controller)."""
+
+    #: Start a run when validated data arrives. Off by default: every upload would bill a training job.
+    on_new_data: bool = False
+    #: An EventBridge schedule expression, e.g. "rate(7 days)"; None leaves the schedule rule disabled.
+    schedule: str | None = None
+
+
 class Settings(_Model):
     """A whole deployment of mlcycle."""
 
@@ -138,6 +147,7 @@ class Settings(_Model):
     alerts: AlertChannels = AlertChannels()
     instances: InstanceTypes = InstanceTypes()
     functions: LambdaSettings = LambdaSettings()
+    retraining: RetrainingSettings = RetrainingSettings()
     #: SageMaker scikit-learn framework container version (training and serving).
     sklearn_version: str = "1.9-0"
     #: Fraction of endpoint requests captured for monitoring (0-100).

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from mlcycle.config import DatasetContract, Settings
 from mlcycle.data.contracts import ContractError, Violation, check
+from mlcycle.events import DATASET_QUARANTINED, DATASET_VALIDATED
 
 UPLOAD_PREFIX = "uploads/"
 MAX_REPORTED_VIOLATIONS = 1000
@@ -63,13 +64,13 @@ class PrepareResult:
     reason: str | None = None
 
     @property
-    def status(self) -> str:
-        return (
-            "DatasetValidated" if self.quarantined_rows == 0 and self.reason is None else "DatasetQuarantined"
-        )
+    def event_types(self) -> list[str]:
+        """``DatasetValidated`` when rows were curated, ``DatasetQuarantined`` when any were not (or both)."""
+        kinds = [DATASET_VALIDATED] if self.curated_rows else []
+        return kinds + ([DATASET_QUARANTINED] if self.quarantined_rows or self.reason else [])
 
     def as_event(self) -> dict[str, Any]:
-        return asdict(self) | {"status": self.status}
+        return asdict(self)
 
 
 class _Sinks:

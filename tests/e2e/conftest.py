@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,13 @@ from mlcycle.local.session import LocalPlatform, local_platform
 
 @pytest.fixture(scope="session")
 def assembly(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One synthesis per session (template validation off here; `make test` runs the full gated synth)."""
+    """One synthesis per session. `make test` has already run the gated synth and names it in
+    MLCYCLE_ASSEMBLY; a bare `pytest` synthesizes here (template validation off)."""
     from infra.app_builder import synth
 
+    given = os.environ.get("MLCYCLE_ASSEMBLY")
+    if given and (Path(given) / f"{settings.prefix}.template.json").exists():
+        return Path(given)
     out = tmp_path_factory.mktemp("cdk.out")
     synth(settings, out)
     return out

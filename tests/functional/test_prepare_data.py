@@ -55,13 +55,13 @@ def test_mixed_upload_splits_rows_and_reports(
     )
     assert sorted(v["row"] for v in report["violations"]) == sorted(BAD_ROWS)
     assert "tenure_months" in report["summary"]
-    assert result.status == "DatasetQuarantined"
+    assert result.event_types == ["DatasetValidated", "DatasetQuarantined"]
 
 
 def test_gzip_upload_is_read(s3: Any, buckets: Any, settings: Settings) -> None:
     body = gzip.compress(generate(50, seed=1).to_csv(index=False).encode())
     result = _prepare(s3, _put(s3, "landing", "uploads/churn/part.csv.gz", body), settings)
-    assert (result.curated_rows, result.quarantined_rows, result.status) == (50, 0, "DatasetValidated")
+    assert (result.curated_rows, result.quarantined_rows, result.event_types) == (50, 0, ["DatasetValidated"])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The CDK app of mlcycle: one construct per stage of the ML cycle, composed by infra.stack."""

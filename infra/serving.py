@@ -1,0 +1,139 @@
+"""Serving: deploy an approved model version to the endpoint.
+
+The endpoint itself is created (and later updated) at run time by ``deploy_model``, named
+``settings.endpoint_name``; the stack owns only the function, its permissions and the trigger.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from constructs import Construct
+
+from infra import env
+from infra.data_lake import DataLake
+from infra.functions import FunctionFactory
+from infra.gates import acknowledge, iam5_actions, iam5_arn
+from infra.queues import dead_letter_queue
+from infra.registry import ModelRegistry
+from mlcycle.config import Settings
+
+RETRY_ATTEMPTS = 2
+
+
+class Serving(Construct):
+    """Attributes: ``deploy_model`` (the function), ``approved`` (the rule), ``dead_letters``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: Settings,
+        data_lake: DataLake,
+        registry: ModelRegistry,
+        bus: events.IEventBus,
+        sagemaker_role: iam.IRole,
+        functions: FunctionFactory,
+    ) -> None:
+        super().__init__(scope, id)
+        self._settings = settings
+        self.dead_letters = dead_letter_queue(self, "DeadLetters", key=data_lake.key)
+        self.deploy_model = functions.function(
+            self,
+            "DeployModel",
+            handler="functions.deploy_model.handler",
+            description="Model, endpoint config with data capture, create/update the endpoint",
+            environment=env.build(
+                settings,
+                "deploy_model",
+                monitoring=data_lake.monitoring,
+                bus=bus,
+                sagemaker_role=sagemaker_role,
+            ),
+            on_failure=destinations.SqsDestination(self.dead_letters),
+            retry_attempts=RETRY_ATTEMPTS,
+        )
+        self._grant(registry, bus, sagemaker_role)
+        self.approved = events.Rule(
+            self,
+            "Approved",
+            description="An approved version in our model package group is deployed",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={
+                    "ModelPackageGroupName": [registry.group_name],
+                    "ModelApprovalStatus": ["Approved"],
+                },
+            ),
+        )
+        self.approved.add_target(
+            targets.LambdaFunction(
+                self.deploy_model,
+                dead_letter_queue=self.dead_letters,
+                retry_attempts=3,
+                max_event_age=cdk.Duration.hours(2),
+            )
+        )
+
+    def _grant(self, registry: ModelRegistry, bus: events.IEventBus, sagemaker_role: iam.IRole) -> None:
+        # SageMaker reads the model and writes capture data with the execution role, not with ours.
+        fn = self.deploy_model
+        bus.grant_put_events_to(fn)
+        sagemaker_role.grant_pass_role(fn.grant_principal)
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:DescribeModel",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:AddTags",
+                ],
+                resources=self._sagemaker_arns(),
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeModelPackage"],
+                resources=[
+                    cdk.Stack.of(self).format_arn(
+                        service="sagemaker",
+                        resource="model-package",
+                        resource_name=f"{registry.group_name}/*",
+                    )
+                ],
+            )
+        )
+        self._acknowledge(registry, fn)
+
+    def _sagemaker_arns(self) -> list[str]:
+        stack, prefix = cdk.Stack.of(self), self._settings.prefix
+        return [
+            stack.format_arn(service="sagemaker", resource="model", resource_name=f"{prefix}-*"),
+            stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name=f"{prefix}-*"),
+            stack.format_arn(
+                service="sagemaker", resource="endpoint", resource_name=self._settings.endpoint_name
+            ),
+        ]
+
+    def _acknowledge(self, registry: ModelRegistry, fn: lambda_.Function) -> None:
+        prefix = self._settings.prefix
+        acknowledge(
+            fn.role or fn,
+            *iam5_actions("kms:GenerateDataKey*", "kms:ReEncrypt*"),
+            iam5_arn(self, "sagemaker", f"model/{prefix}-*"),
+            iam5_arn(self, "sagemaker", f"endpoint-config/{prefix}-*"),
+            iam5_arn(self, "sagemaker", f"model-package/{registry.group_name}/*"),
+            reason="Each approved version gets its own model and endpoint config, named at run time "
+            "under our prefix; the kms wildcards come from the CDK's grant to send to the KMS-encrypted "
+            "dead-letter queue.",
+        )

@@ -1,0 +1,95 @@
+"""The one deployable unit: composes the stage constructs and wires what they share."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra.alerting import Alerting
+from infra.data_lake import DataLake
+from infra.data_preparation import DataPreparation
+from infra.functions import FunctionFactory
+from infra.monitoring import Monitoring
+from infra.registry import ModelRegistry
+from infra.retraining import EventBus, Retraining
+from infra.serving import Serving
+from infra.training_pipeline import TrainingPipeline
+from mlcycle.config import Settings
+
+
+class MlcycleStack(cdk.Stack):
+    """The whole ML cycle. Each stage is an attribute: ``data_lake``, ``events``, ``alerting``,
+    ``registry``, ``data_preparation``, ``training``, ``serving``, ``retraining``, ``monitoring``.
+    """
+
+    def __init__(self, scope: Construct, *, settings: Settings) -> None:
+        env = cdk.Environment(account=settings.account, region=settings.region) if settings.account else None
+        super().__init__(
+            scope,
+            settings.prefix,
+            env=env,
+            description=f"mlcycle {settings.prefix}: the ML cycle for {settings.problem.dataset.name}",
+        )
+        cdk.Tags.of(self).add("mlcycle:project", settings.project)
+        cdk.Tags.of(self).add("mlcycle:stage", settings.stage)
+        self.settings = settings
+        self.data_lake = DataLake(self, "DataLake", settings=settings)
+        key = self.data_lake.key
+        self.events = EventBus(self, "Events", settings=settings)
+        bus = self.events.bus
+        self.alerting = Alerting(self, "Alerting", settings=settings, key=key)
+        self.registry = ModelRegistry(self, "Registry", settings=settings)
+        functions = FunctionFactory(self, "Functions", settings=settings, key=key)
+        self.data_preparation = DataPreparation(
+            self, "DataPreparation", settings=settings, data_lake=self.data_lake, bus=bus, functions=functions
+        )
+        self.training = TrainingPipeline(
+            self,
+            "Training",
+            settings=settings,
+            data_lake=self.data_lake,
+            registry=self.registry,
+            bus=bus,
+            functions=functions,
+        )
+        self.serving = Serving(
+            self,
+            "Serving",
+            settings=settings,
+            data_lake=self.data_lake,
+            registry=self.registry,
+            bus=bus,
+            sagemaker_role=self.training.sagemaker_role,
+            functions=functions,
+        )
+        self.retraining = Retraining(
+            self, "Retraining", settings=settings, bus=bus, state_machine=self.training.state_machine, key=key
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            state_machine=self.training.state_machine,
+            functions=[
+                self.data_preparation.prepare_data,
+                self.training.build_training_set,
+                self.training.register_model,
+                self.serving.deploy_model,
+            ],
+            alerts=self.alerting.alerts,
+        )
+        self._outputs()
+
+    def _outputs(self) -> None:
+        """Names the CLI, the local runtime and operators need (mlcycle.local.platform.OUTPUTS reads them)."""
+        lake = self.data_lake
+        values = {
+            "LandingBucketName": lake.landing.bucket_name,
+            "CuratedBucketName": lake.curated.bucket_name,
+            "ArtifactsBucketName": lake.artifacts.bucket_name,
+            "MonitoringBucketName": lake.monitoring.bucket_name,
+            "TrainingStateMachineArn": self.training.state_machine.state_machine_arn,
+            "EventBusName": self.events.bus.event_bus_name,
+        }
+        for name, value in values.items():
+            cdk.CfnOutput(self, name, value=value)
