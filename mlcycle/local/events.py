@@ -68,7 +68,7 @@ def put_platform_event(
 
 def _send_to_targets(rule: Rule, original_event: EventMessageType, transform_input: bool = True) -> None:
     """Replacement of ``Rule.send_to_targets``: our services here, the others through moto."""
-    if not rule.event_pattern.matches_event(original_event):
+    if rule.state != "ENABLED" or not rule.event_pattern.matches_event(original_event):
         return
     ours = [target for target in rule.targets if _arn_service(target["Arn"]) in _OUR_TARGETS]
     for target in ours:
@@ -169,9 +169,33 @@ def _transform(
             "aws.events.event.json": event,
         }
     )
-    for name, value in values.items():
-        text = text.replace(f"<{name}>", value if isinstance(value, str) else json.dumps(value))
-    return _json_or_text(text)
+    if text.lstrip()[:1] not in ("{", "["):  # a plain-text template takes the raw values
+        for name, value in values.items():
+            text = text.replace(f"<{name}>", value if isinstance(value, str) else json.dumps(value))
+        return _json_or_text(text)
+    return _json_or_text(_fill_json_template(text, values))
+
+
+_PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.\-]+)>")
+
+
+def _fill_json_template(text: str, values: Mapping[str, Any]) -> str:
+    """As EventBridge fills a JSON template: a placeholder outside quotes becomes the value as JSON (a
+    string gets its quotes); inside a quoted string it becomes the value's escaped text."""
+    out, in_string, i = [], False, 0
+    while i < len(text):
+        match = _PLACEHOLDER.match(text, i)
+        if match and match.group(1) in values:
+            encoded = json.dumps(values[match.group(1)])
+            out.append(encoded[1:-1] if in_string and encoded.startswith('"') else encoded)
+            i = match.end()
+            continue
+        char = text[i]
+        if char == '"' and (i == 0 or text[i - 1] != "\\"):
+            in_string = not in_string
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def _json_path(path: str, data: Any) -> Any:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle.local import endpoints, events, lambdas, sagemaker_jobs
+from mlcycle.local import endpoints, events, lambdas, s3_policies, sagemaker_jobs, stepfunctions
 from mlcycle.local.context import LocalContext
 
-_PATCHES = (lambdas, events, sagemaker_jobs, endpoints)
+_PATCHES = (s3_policies, stepfunctions, lambdas, events, sagemaker_jobs, endpoints)
 
 
 def free_port() -> int:
@@ -46,6 +48,7 @@ class EmbeddedAws:
 
     ctx: LocalContext
     _server: object
+    _owns_work_dir: bool = False
 
     @property
     def endpoint_url(self) -> str:
@@ -55,6 +58,16 @@ class EmbeddedAws:
         for patch in reversed(_PATCHES):
             patch.uninstall()
         self._server.stop()  # type: ignore[attr-defined]
+        _reset_backends()
+        if self._owns_work_dir:
+            shutil.rmtree(self.ctx.work_dir, ignore_errors=True)
+
+
+def _reset_backends() -> None:
+    """moto keeps its state in process-wide backends: a new embedded AWS must start empty."""
+    from moto.moto_api._internal import moto_api_backend
+
+    moto_api_backend.reset()
 
 
 def start(
@@ -65,7 +78,6 @@ def start(
     time_scale: float = 1.0,
 ) -> EmbeddedAws:
     """Start moto's server on 127.0.0.1 with Step Functions execution on and our patches installed."""
-    from moto import settings as moto_settings
     from moto.moto_api import _internal  # noqa: F401  (registers the config API)
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
@@ -76,17 +88,20 @@ def start(
         work_dir=work_dir or Path(tempfile.mkdtemp(prefix="mlcycle-local-")),
         time_scale=time_scale,
     )
+    # One line per HTTP request drowns the progress the CLI prints; errors still show.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     _export_environment(ctx)
-    _configure_moto(moto_settings)
+    _configure_moto()
+    _reset_backends()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     for patch in _PATCHES:
         patch.install(ctx)
-    return EmbeddedAws(ctx=ctx, _server=server)
+    return EmbeddedAws(ctx=ctx, _server=server, _owns_work_dir=work_dir is None)
 
 
-def _configure_moto(moto_settings: object) -> None:
+def _configure_moto() -> None:
     """Execute state machine definitions for real (moto otherwise only records executions)."""
     from moto.core.config import default_user_config
 
