@@ -70,7 +70,7 @@ class Provisioner:
         self.session = boto3.session.Session(region_name=region)
         self.endpoint_url = endpoint_url
         self._clients: dict[str, Any] = {}
-        #: Calls to make once every resource exists (e.g. access logging, which needs the log bucket's policy).
+        #: Calls made once every resource exists (access logging needs the log bucket's policy first).
         self.deferred: list[Callable[[], object]] = []
         self.work = Path(tempfile.mkdtemp(prefix="mlcycle-provision-"))
 
@@ -142,7 +142,7 @@ def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
 
 
 def _public_parameter(p: Provisioner, name: str) -> str | None:
-    """A stand-in for a public SSM parameter AWS provides (moto reserves ``/aws/`` names, so none is stored)."""
+    """A stand-in for a public SSM parameter of AWS (moto reserves ``/aws/`` names: none is stored)."""
     if name in PUBLIC_PARAMETERS:
         return PUBLIC_PARAMETERS[name]
     if name.startswith(POWERTOOLS_PREFIX):  # .../python/x86_64/python3.13/latest

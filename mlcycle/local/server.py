@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcycle import aws
 from mlcycle.local import endpoints, events, lambdas, s3_policies, sagemaker_jobs, stepfunctions
 from mlcycle.local.context import LocalContext
 
@@ -65,7 +66,7 @@ class EmbeddedAws:
 
 def _reset_backends() -> None:
     """moto keeps its state in process-wide backends: a new embedded AWS must start empty."""
-    from moto.moto_api._internal import moto_api_backend
+    from moto.moto_api._internal.models import moto_api_backend
 
     moto_api_backend.reset()
 
@@ -94,6 +95,8 @@ def start(
     _export_environment(ctx)
     _configure_moto()
     _reset_backends()
+    # Handlers cache their clients as a warm Lambda does; those of an earlier embedded AWS point elsewhere.
+    aws.client.cache_clear()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     for patch in _PATCHES:
@@ -106,6 +109,6 @@ def _configure_moto() -> None:
     from moto.core.config import default_user_config
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
-    # CDK roles attach AWS managed policies (e.g. AWSLambdaBasicExecutionRole); moto knows them only if loaded.
+    # CDK roles attach AWS managed policies (AWSLambdaBasicExecutionRole); moto knows them only if loaded.
     default_user_config["iam"] = {"load_aws_managed_policies": True}
     default_user_config.setdefault("core", {})["reset_boto3_session"] = False  # type: ignore[index]
