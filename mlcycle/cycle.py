@@ -78,7 +78,15 @@ def wait_for_curated(
     keys: list[str] = wait_for("curated Parquet from prepare-data", listed, timeout)
     rows = sum(len(pd.read_parquet(io.BytesIO(_get(clients.s3, platform.curated_bucket, k)))) for k in keys)
     say(f"prepare-data wrote {rows} curated rows to {len(keys)} Parquet object(s)")
+    for report in _quarantine_reports(clients, platform, dataset):
+        say(f"quarantined {report['quarantined_rows']} rows: {report['summary']}")
     return keys
+
+
+def _quarantine_reports(clients: Clients, platform: Platform, dataset: str) -> list[dict[str, Any]]:
+    found = clients.s3.list_objects_v2(Bucket=platform.curated_bucket, Prefix=f"quarantine/{dataset}/")
+    keys = [o["Key"] for o in found.get("Contents", []) if o["Key"].endswith("report.json")]
+    return [json.loads(_get(clients.s3, platform.curated_bucket, k)) for k in keys]
 
 
 def _get(s3: Any, bucket: str, key: str) -> bytes:

@@ -191,7 +191,14 @@ def _quarantine_whole(upload: Upload, source: Path, s3: Any, bucket: str, reason
     prefix = _quarantine_prefix(upload)
     s3.upload_file(str(source), bucket, prefix + "source")
     rows = _count_lines(source)
-    report = {"upload": asdict(upload), "reason": reason, "rows": rows, "whole_file": True}
+    report = {
+        "upload": asdict(upload),
+        "summary": f"the whole file: {reason}",
+        "reason": reason,
+        "quarantined_rows": rows,
+        "curated_rows": 0,
+        "whole_file": True,
+    }
     s3.put_object(Bucket=bucket, Key=prefix + "report.json", Body=json.dumps(report, indent=2).encode())
     return PrepareResult(
         upload_id=upload.upload_id,
@@ -241,7 +248,9 @@ def _publish(upload: Upload, sinks: _Sinks, s3: Any, bucket: str, now: datetime)
 
 def _report(upload: Upload, sinks: _Sinks) -> str:
     counts = [{"column": c, "rule": r, "rows": n} for (c, r), n in sorted(sinks.rule_counts.items())]
-    summary = "; ".join(f"{c['rows']} rows broke {c['rule']} on {c['column']}" for c in counts)
+    summary = "; ".join(
+        f"{c['rows']} row{'s' if c['rows'] != 1 else ''} broke {c['rule']} on {c['column']}" for c in counts
+    )
     return json.dumps(
         {
             "upload": asdict(upload),
@@ -251,6 +260,7 @@ def _report(upload: Upload, sinks: _Sinks) -> str:
             "violation_counts": counts,
             "violations": [asdict(v) for v in sinks.violations],
             "violations_truncated": sum(sinks.rule_counts.values()) > len(sinks.violations),
+            "whole_file": False,
         },
         indent=2,
     )

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -215,8 +217,32 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = previous
 
 
+class _ThreadRoutedStdout(io.TextIOBase):
+    """``sys.stdout`` while the embedded AWS runs: what a handler's thread prints (Powertools' JSON logs
+    included) goes to that invocation's CloudWatch log, as in Lambda; every other thread's output passes
+    through to the real stdout."""
+
+    def __init__(self, target: Any) -> None:
+        super().__init__()
+        self.target = target
+        self.active = threading.local()
+
+    def write(self, text: str) -> int:
+        capture: _LogCapture | None = getattr(self.active, "capture", None)
+        if capture is None:
+            return int(self.target.write(text))
+        capture.add_text(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return bool(self.target.isatty())
+
+
 class _LogCapture(logging.Handler):
-    """Records logged by the invoking thread while the handler runs (loggers that propagate to root)."""
+    """Records logged, and text printed, by the invoking thread while the handler runs."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -229,14 +255,21 @@ class _LogCapture(logging.Handler):
         if record.thread == self._thread:
             self.lines.append(self.format(record))
 
+    def add_text(self, text: str) -> None:
+        self.lines.extend(line for line in text.splitlines() if line.strip())
+
     def __enter__(self) -> _LogCapture:
         logging.getLogger().addHandler(self)
+        if isinstance(sys.stdout, _ThreadRoutedStdout):
+            sys.stdout.active.capture = self
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         logging.getLogger().removeHandler(self)
+        if isinstance(sys.stdout, _ThreadRoutedStdout):
+            sys.stdout.active.capture = None
 
 
 def _log_text(fn: LambdaFunction, request_id: str, lines: list[str], elapsed_ms: float) -> str:
@@ -454,6 +487,8 @@ def install(ctx: LocalContext) -> None:
     setattr(LambdaFunction, "invoke", _invoke)  # noqa: B010 - replacing a method
     setattr(LambdaFunction, "_invoke_lambda", _invoke_in_process)  # noqa: B010
     _STATE.worker = AsyncInvoker()
+    if not isinstance(sys.stdout, _ThreadRoutedStdout):
+        sys.stdout = _ThreadRoutedStdout(sys.stdout)
 
 
 def uninstall() -> None:
@@ -463,6 +498,8 @@ def uninstall() -> None:
     for name, original in _STATE.originals.items():
         setattr(LambdaFunction, name, original)
     _STATE.originals = {}
+    if isinstance(sys.stdout, _ThreadRoutedStdout):
+        sys.stdout = sys.stdout.target
     if _STATE.worker is not None:
         _STATE.worker.stop()
         _STATE.worker = None

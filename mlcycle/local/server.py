@@ -89,8 +89,12 @@ def start(
         work_dir=work_dir or Path(tempfile.mkdtemp(prefix="mlcycle-local-")),
         time_scale=time_scale,
     )
-    # One line per HTTP request drowns the progress the CLI prints; errors still show.
+    # One line per HTTP request drowns the progress the CLI prints; errors still show. moto also warns at
+    # every SageMaker task that it forwards the call to the service, which is what we want it to do.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger(
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported"
+    ).setLevel(logging.ERROR)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     _export_environment(ctx)
     _configure_moto()

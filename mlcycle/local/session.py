@@ -84,7 +84,7 @@ def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: 
         cycle.wait_for_endpoint(c, settings, say)
         steps("invoking the endpoint with held-out rows")
         scores = cycle.score_holdout(c, settings, say)
-        steps("done")
+        steps("stopping the embedded AWS")
         say(
             f"held-out accuracy {scores['accuracy']:.3f}, "
             f"ROC AUC {scores.get('roc_auc', float('nan')):.3f} on {scores['rows']:.0f} rows"
