@@ -9,6 +9,7 @@ mlcycle example generate     write rows of the example problem (optionally drift
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -129,6 +130,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # The CDK's jsii runtime prints a banner about Node.js 20's end of life on every synth.
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     try:
         settings = load_settings(args.config)
         return int(args.func(args, settings))
