@@ -18,6 +18,7 @@ from mlcycle import cycle
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
 from mlcycle.example import churn
+from mlcycle.local import endpoints
 from mlcycle.local.session import LocalPlatform
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +70,18 @@ def test_upload_train_register_deploy_invoke(fresh_platform: LocalPlatform, sett
     assert all(abs(sum(pr) - 1) < 1e-6 for pr in answer["probabilities"])
     scores = cycle.score_holdout(c, settings, _say(log), rows=300)
     assert scores["accuracy"] > 0.7
+
+    # AND every request was captured in SageMaker's capture layout, for the monitors
+    endpoints.flush_capture()
+    found = c.s3.list_objects_v2(Bucket=p.monitoring_bucket, Prefix=f"capture/{settings.endpoint_name}/AllTraffic/")
+    records = [
+        json.loads(line)
+        for obj in found["Contents"]
+        for line in c.s3.get_object(Bucket=p.monitoring_bucket, Key=obj["Key"])["Body"].read().splitlines()
+    ]
+    assert len(records) == 2  # the 20-row and the 300-row request
+    assert {r["captureData"]["endpointInput"]["observedContentType"] for r in records} == {"text/csv"}
+    assert all(r["captureData"]["endpointOutput"]["mode"] == "OUTPUT" for r in records)
 
 
 def test_failing_training_script_fails_the_execution_and_registers_nothing(
