@@ -9,11 +9,13 @@ mlcycle example generate     write rows of the example problem (optionally drift
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlcycle.config import DEFAULT_CONFIG_FILE, Settings, load_settings
 
@@ -125,7 +127,22 @@ def parser() -> argparse.ArgumentParser:
     )
     example.add_argument("--out", default="churn.csv")
     example.set_defaults(func=cmd_example)
+    _add_command_modules(sub)
     return root
+
+
+def _add_command_modules(sub: Any) -> None:
+    """The subcommands that live in mlcycle.commands (one module each)."""
+    from mlcycle.commands import MODULES
+
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f"mlcycle.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"mlcycle.commands.{name}":
+                raise
+            continue  # not built yet
+        module.add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,9 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the CLI's one place to turn failures into a message and an exit code
+        from mlcycle.commands.connect import NotConnectedError
         from mlcycle.cycle import CycleError
 
-        if isinstance(exc, CycleError | FileNotFoundError | ValueError):
+        if isinstance(exc, CycleError | FileNotFoundError | LookupError | ValueError | NotConnectedError):
             print(f"mlcycle: error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -98,33 +98,43 @@ def run_training(
     clients: Clients, platform: Platform, say: Say, poll_seconds: int = 1, timeout: float = 600
 ) -> dict[str, Any]:
     """Start the training state machine and report each state as it is entered; return its output."""
-    arn = clients.sfn.start_execution(
-        stateMachineArn=platform.training_state_machine, input=json.dumps({"poll_seconds": poll_seconds})
-    )["executionArn"]
+    arn = start_training(clients.sfn, platform, {"poll_seconds": poll_seconds})
     say(f"started training pipeline execution {arn.rsplit(':', 1)[1]}")
+    return follow_execution(clients.sfn, arn, say, timeout)
+
+
+def start_training(sfn: Any, platform: Platform, pipeline_input: dict[str, Any]) -> str:
+    arn: str = sfn.start_execution(
+        stateMachineArn=platform.training_state_machine, input=json.dumps(pipeline_input)
+    )["executionArn"]
+    return arn
+
+
+def follow_execution(sfn: Any, arn: str, say: Say, timeout: float = 600) -> dict[str, Any]:
+    """Report each state of an execution as it is entered; return its output or raise with its failure."""
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in clients.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+        for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
             if event["id"] in seen:
                 continue
             seen.add(event["id"])
             if event["type"].endswith("StateEntered"):
                 say(f"  state {event['stateEnteredEventDetails']['name']}")
-        described = clients.sfn.describe_execution(executionArn=arn)
+        described = sfn.describe_execution(executionArn=arn)
         if described["status"] == "SUCCEEDED":
             output: dict[str, Any] = json.loads(described["output"])
             return output
         if described["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
-            raise CycleError(f"training pipeline {described['status']}: {_failure(clients, arn, described)}")
+            raise CycleError(f"training pipeline {described['status']}: {_failure(sfn, arn, described)}")
         time.sleep(0.25)
     raise CycleError(f"training pipeline still running after {timeout:.0f}s")
 
 
-def _failure(clients: Clients, arn: str, described: dict[str, Any]) -> str:
+def _failure(sfn: Any, arn: str, described: dict[str, Any]) -> str:
     if described.get("error") or described.get("cause"):
         return f"{described.get('error', '')}: {described.get('cause', '')}"
-    for event in reversed(clients.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]):
+    for event in reversed(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]):
         details = event.get("executionFailedEventDetails")
         if details:
             return f"{details.get('error', '')}: {details.get('cause', '')}"

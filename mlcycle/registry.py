@@ -172,3 +172,89 @@ def register(
         value=value,
         champion_value=champion_value,
     )
+
+
+@dataclass
+class Version:
+    """One registered model version as the CLI shows it."""
+
+    version: int
+    arn: str
+    approval_status: str
+    created: str
+    metrics: dict[str, float]
+    lineage: dict[str, str]
+    model_data_url: str
+    description: str = ""
+
+
+def _version(described: dict[str, Any]) -> Version:
+    metadata: dict[str, str] = described.get("CustomerMetadataProperties", {})
+    containers = described.get("InferenceSpecification", {}).get("Containers", [{}])
+    return Version(
+        version=int(described["ModelPackageVersion"]),
+        arn=described["ModelPackageArn"],
+        approval_status=described["ModelApprovalStatus"],
+        created=str(described.get("CreationTime", "")),
+        metrics={
+            k.removeprefix(METRIC_PREFIX): float(v)
+            for k, v in metadata.items()
+            if k.startswith(METRIC_PREFIX)
+        },
+        lineage={k: v for k, v in metadata.items() if not k.startswith(METRIC_PREFIX)},
+        model_data_url=containers[0].get("ModelDataUrl", ""),
+        description=described.get("ApprovalDescription", described.get("ModelPackageDescription", "")),
+    )
+
+
+def versions(sagemaker: Any, group: str) -> list[Version]:
+    """Every version of the group, newest first."""
+    paginator = sagemaker.get_paginator("list_model_packages")
+    arns = [
+        summary["ModelPackageArn"]
+        for page in paginator.paginate(
+            ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"
+        )
+        for summary in page["ModelPackageSummaryList"]
+    ]
+    found = [_version(sagemaker.describe_model_package(ModelPackageName=arn)) for arn in arns]
+    return sorted(found, key=lambda v: v.version, reverse=True)
+
+
+def get_version(sagemaker: Any, group: str, ref: str) -> Version:
+    """A version by number (``3``), ``champion``, or ARN."""
+    if ref == "champion":
+        current = champion(sagemaker, group)
+        if current is None:
+            raise LookupError(f"group {group} has no approved version")
+        return _version(current)
+    arn = ref if ref.startswith("arn:") else None
+    if arn is None:
+        if not ref.isdigit():
+            raise LookupError(f"{ref!r} is neither a version number, 'champion', nor a model package ARN")
+        matches = [v for v in versions(sagemaker, group) if v.version == int(ref)]
+        if not matches:
+            raise LookupError(f"group {group} has no version {ref}")
+        return matches[0]
+    return _version(sagemaker.describe_model_package(ModelPackageName=arn))
+
+
+def set_approval(sagemaker: Any, group: str, ref: str, status: str, reason: str) -> Version:
+    """Approve or reject a version; approving emits AWS's state-change event, which deploys it."""
+    if status not in (APPROVED, REJECTED):
+        raise ValueError(f"status must be {APPROVED} or {REJECTED}")
+    target = get_version(sagemaker, group, ref)
+    sagemaker.update_model_package(
+        ModelPackageArn=target.arn, ModelApprovalStatus=status, ApprovalDescription=reason[:1000]
+    )
+    return get_version(sagemaker, group, target.arn)
+
+
+def compare(a: Version, b: Version) -> list[tuple[str, float | None, float | None, float | None]]:
+    """(metric, a, b, b - a) for every metric either version has."""
+    rows = []
+    for name in sorted(set(a.metrics) | set(b.metrics)):
+        left, right = a.metrics.get(name), b.metrics.get(name)
+        delta = right - left if left is not None and right is not None else None
+        rows.append((name, left, right, delta))
+    return rows
