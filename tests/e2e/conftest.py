@@ -12,6 +12,14 @@ from mlcycle.config import Settings
 from mlcycle.local.session import LocalPlatform, local_platform
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for `mlcycle` subprocesses: this checkout's code, whatever the cwd."""
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
 @pytest.fixture(scope="session")
 def assembly(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One synthesis per session. `make test` has already run the gated synth and names it in

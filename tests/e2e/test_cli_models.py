@@ -14,6 +14,7 @@ from mlcycle.commands.connect import connect
 from mlcycle.config import load_settings
 from mlcycle.cycle import bundled_dataset, wait_for_curated
 from mlcycle.local.server import free_port
+from tests.e2e.conftest import cli_env as _env
 
 pytestmark = pytest.mark.e2e
 

@@ -73,7 +73,9 @@ def test_upload_train_register_deploy_invoke(fresh_platform: LocalPlatform, sett
 
     # AND every request was captured in SageMaker's capture layout, for the monitors
     endpoints.flush_capture()
-    found = c.s3.list_objects_v2(Bucket=p.monitoring_bucket, Prefix=f"capture/{settings.endpoint_name}/AllTraffic/")
+    found = c.s3.list_objects_v2(
+        Bucket=p.monitoring_bucket, Prefix=f"capture/{settings.endpoint_name}/AllTraffic/"
+    )
     records = [
         json.loads(line)
         for obj in found["Contents"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlcycle.local.server import free_port
+from tests.e2e.conftest import cli_env as _env
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
