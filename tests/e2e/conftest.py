@@ -11,7 +11,6 @@ import pytest
 from mlcycle.config import Settings
 from mlcycle.local.session import LocalPlatform, local_platform
 
-
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -23,6 +23,7 @@ def _mlcycle(cwd: Path, *args: str, timeout: float = 300) -> subprocess.Complete
     done = subprocess.run(
         [sys.executable, "-m", "mlcycle.cli", *args],
         cwd=cwd,
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

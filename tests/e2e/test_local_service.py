@@ -22,6 +22,7 @@ def _mlcycle(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mlcycle.cli", *args],
         cwd=cwd,
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=180,
