@@ -46,6 +46,7 @@ import urllib3
 
 from mlcycle.local import sagemaker_jobs as jobs
 from mlcycle.local.context import LocalContext
+from mlcycle.local.patching import MethodPatches
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ class LiveEndpoint:
 @dataclass
 class _Installed:
     ctx: LocalContext
-    patches: jobs.MethodPatches
+    patches: MethodPatches
     http: urllib3.PoolManager = field(default_factory=lambda: urllib3.PoolManager(maxsize=16))
     live: dict[tuple[str, str, str], LiveEndpoint] = field(default_factory=dict)
     #: Endpoints being created or updated: a delete during that time tells the thread to discard its work.
@@ -653,7 +654,7 @@ def install(ctx: LocalContext) -> None:
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse as Runtime
 
     uninstall()
-    patches = jobs.MethodPatches()
+    patches = MethodPatches()
     state = _Slot.current = _Installed(ctx=ctx, patches=patches)
     patches.replace(Backend, "create_endpoint", _create_endpoint(Backend.create_endpoint))
     patches.replace(Backend, "delete_endpoint", _delete_endpoint(Backend.delete_endpoint))

@@ -15,8 +15,9 @@ from typing import Any
 from moto.s3.models import FakeBucket
 
 from mlcycle.local.context import LocalContext
+from mlcycle.local.patching import MethodPatches
 
-_original: Any = None
+_PATCHES = MethodPatches()
 
 
 def _denies_plain_http_only(statement: dict[str, Any]) -> bool:
@@ -39,14 +40,9 @@ def _get_permission(self: FakeBucket, action: str, resource: str) -> Any:
 
 
 def install(ctx: LocalContext) -> None:
-    global _original  # noqa: PLW0603 - one patch per process, undone by uninstall()
-    if _original is None:
-        _original = FakeBucket.get_permission
-        FakeBucket.get_permission = _get_permission  # type: ignore[method-assign]
+    if not _PATCHES.active:
+        _PATCHES.replace(FakeBucket, "get_permission", _get_permission)
 
 
 def uninstall() -> None:
-    global _original  # noqa: PLW0603
-    if _original is not None:
-        FakeBucket.get_permission = _original  # type: ignore[method-assign]
-        _original = None
+    _PATCHES.restore()

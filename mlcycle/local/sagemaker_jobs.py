@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from mlcycle.local.context import LocalContext
+from mlcycle.local.patching import MethodPatches
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -67,28 +68,6 @@ _PYTHON = re.compile(r"^(?:/usr(?:/local)?/bin/)?python(?:3(?:\.\d+)?)?$")
 
 
 # ---- patching moto -------------------------------------------------------------------------------------
-
-
-class MethodPatches:
-    """Replace attributes of moto's classes and put the originals back (shared with ``endpoints``)."""
-
-    def __init__(self) -> None:
-        self._saved: list[tuple[type, str, bool, object]] = []
-
-    def replace(self, owner: type, name: str, new: object) -> Any:
-        """Set ``owner.name = new``; returns the previous value (inherited or own; ``None`` if absent)."""
-        previous = getattr(owner, name, None)
-        self._saved.append((owner, name, name in owner.__dict__, owner.__dict__.get(name)))
-        setattr(owner, name, new)
-        return previous
-
-    def restore(self) -> None:
-        while self._saved:
-            owner, name, had_own, value = self._saved.pop()
-            if had_own:
-                setattr(owner, name, value)
-            else:
-                delattr(owner, name)
 
 
 def utcnow() -> datetime:

@@ -13,25 +13,23 @@ from typing import Any
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 from mlcycle.local.context import LocalContext
+from mlcycle.local.patching import MethodPatches
 
-_original: Any = None
-
-
-def _start_execution(
-    self: StepFunctionsParserBackend, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any
-) -> Any:
-    return _original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+_PATCHES = MethodPatches()
 
 
 def install(ctx: LocalContext) -> None:
-    global _original  # noqa: PLW0603 - one patch per process, undone by uninstall()
-    if _original is None:
-        _original = StepFunctionsParserBackend.start_execution
-        StepFunctionsParserBackend.start_execution = _start_execution  # type: ignore[method-assign]
+    if _PATCHES.active:
+        return
+    original: Any = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: StepFunctionsParserBackend, arn: str, name: Any = None, *args: Any, **kw: Any
+    ) -> Any:
+        return original(self, arn, name or str(uuid.uuid4()), *args, **kw)
+
+    _PATCHES.replace(StepFunctionsParserBackend, "start_execution", start_execution)
 
 
 def uninstall() -> None:
-    global _original  # noqa: PLW0603
-    if _original is not None:
-        StepFunctionsParserBackend.start_execution = _original  # type: ignore[method-assign]
-        _original = None
+    _PATCHES.restore()
