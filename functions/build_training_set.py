@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from mlcycle import aws, runtime
 from mlcycle.data.training_sets import build_training_set
+from mlcycle.lineage import LineageStore
 
 logger = Logger()
 tracer = Tracer()
@@ -45,6 +46,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         curated_bucket=env.curated_bucket,
         artifacts_bucket=env.artifacts_bucket,
         training_set_id=request.execution_name,
+        lineage=LineageStore(env.lineage_table, client=aws.client("dynamodb")) if env.lineage_table else None,
     )
     logger.info("training set built", extra=result.__dict__)
     return result.__dict__ | {"poll_seconds": request.input.poll_seconds}

@@ -1,7 +1,12 @@
-"""Step Functions task: a completed training job -> quality gate -> model package (or nothing)."""
+"""Step Functions task: a trained, evaluated and tested model -> quality gate -> model package.
+
+A version that does not beat the champion by the approval margin waits as PendingManualApproval, and
+``ModelReviewRequested`` on the bus asks a human to decide.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -10,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from mlcycle import aws, events, registry, runtime
+from mlcycle.config import Settings
 
 logger = Logger()
 tracer = Tracer()
@@ -22,8 +28,24 @@ class TrainingSetRef(BaseModel):
 
 class Request(BaseModel):
     training_job_name: str
+    evaluation_prefix: str
     execution_arn: str = ""
+    evaluation_job_name: str = ""
     training_set: TrainingSetRef
+
+
+def lineage(request: Request, settings: Settings) -> dict[str, str]:
+    """What produced the model: data (the manifest names the data versions), code (added by the registry
+    from the job), parameters and the run."""
+    return {
+        "training_job": request.training_job_name,
+        "evaluation_job": request.evaluation_job_name,
+        "training_set_id": request.training_set.training_set_id,
+        "training_set_manifest": request.training_set.manifest_uri,
+        "execution_arn": request.execution_arn,
+        "model_family": settings.problem.model.family,
+        "parameters": json.dumps(settings.problem.model.hyperparameters, sort_keys=True),
+    }
 
 
 @logger.inject_lambda_context
@@ -32,16 +54,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = Request.model_validate(event)
     settings, env = runtime.settings(), runtime.environment()
     sagemaker = aws.client("sagemaker")
-    result = registry.read_training_job(sagemaker, aws.client("s3"), request.training_job_name)
-    lineage = {
-        "training_job": request.training_job_name,
-        "training_set_id": request.training_set.training_set_id,
-        "training_set_manifest": request.training_set.manifest_uri,
-        "execution_arn": request.execution_arn,
-        "model_family": settings.problem.model.family,
-    }
-    registration = registry.register(settings, result, lineage, sagemaker=sagemaker)
-    detail = asdict(registration) | {"metrics": result.metrics}
-    events.publish(aws.client("events"), env.event_bus, events.MODEL_REGISTERED, detail)
+    result = registry.read_training_job(
+        sagemaker, aws.client("s3"), request.training_job_name, request.evaluation_prefix
+    )
+    registration = registry.register(settings, result, lineage(request, settings), sagemaker=sagemaker)
+    detail = asdict(registration) | {"metrics": result.metrics, "evaluation_uri": result.evaluation_uri}
+    bus = aws.client("events")
+    events.publish(bus, env.event_bus, events.MODEL_REGISTERED, detail)
+    if registration.approval_status == registry.PENDING:
+        events.publish(bus, env.event_bus, events.MODEL_REVIEW_REQUESTED, detail)
     logger.info("model registered", extra=detail)
     return detail

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
 
 from mlcycle.config import Settings
 
@@ -17,6 +19,11 @@ EVENT_BUS = "MLCYCLE_EVENT_BUS"
 GLUE_DATABASE = "MLCYCLE_GLUE_DATABASE"
 SAGEMAKER_ROLE_ARN = "MLCYCLE_SAGEMAKER_ROLE_ARN"
 KMS_KEY_ARN = "MLCYCLE_KMS_KEY_ARN"
+FEATURES_BUCKET = "MLCYCLE_FEATURES_BUCKET"
+ONLINE_TABLE = "MLCYCLE_ONLINE_TABLE"
+IDEMPOTENCY_TABLE = "MLCYCLE_IDEMPOTENCY_TABLE"
+LINEAGE_TABLE = "MLCYCLE_LINEAGE_TABLE"
+LARGE_UPLOAD_STATE_MACHINE = "MLCYCLE_LARGE_UPLOAD_STATE_MACHINE"
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
 
@@ -32,6 +39,11 @@ def build(
     glue_database: str | None = None,
     sagemaker_role: iam.IRole | None = None,
     key: kms.IKey | None = None,
+    features: s3.IBucket | None = None,
+    online_table: dynamodb.ITable | None = None,
+    idempotency_table: dynamodb.ITable | None = None,
+    lineage_table: dynamodb.ITable | None = None,
+    large_upload_state_machine: sfn.IStateMachine | None = None,
 ) -> dict[str, str]:
     """The variables one function uses, and only those: pass what it needs."""
     values = {
@@ -43,6 +55,13 @@ def build(
         GLUE_DATABASE: glue_database,
         SAGEMAKER_ROLE_ARN: sagemaker_role.role_arn if sagemaker_role else None,
         KMS_KEY_ARN: key.key_arn if key else None,
+        FEATURES_BUCKET: features.bucket_name if features else None,
+        ONLINE_TABLE: online_table.table_name if online_table else None,
+        IDEMPOTENCY_TABLE: idempotency_table.table_name if idempotency_table else None,
+        LINEAGE_TABLE: lineage_table.table_name if lineage_table else None,
+        LARGE_UPLOAD_STATE_MACHINE: (
+            large_upload_state_machine.state_machine_arn if large_upload_state_machine else None
+        ),
         SERVICE_NAME: f"{settings.project}-{service.replace('_', '-')}",
     }
     return {name: value for name, value in values.items() if value is not None}

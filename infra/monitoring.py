@@ -5,7 +5,7 @@ Model monitoring (drift, quality, KPIs) builds on this in later stages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -30,31 +30,18 @@ class Monitoring(Construct):
         *,
         settings: Settings,
         state_machine: sfn.IStateMachine,
+        other_state_machines: Mapping[str, sfn.IStateMachine] | None = None,
         functions: Sequence[lambda_.IFunction],
         alerts: sns.ITopic,
     ) -> None:
         super().__init__(scope, id)
         action = cw_actions.SnsAction(alerts)
-        self.training_failed = cloudwatch.Alarm(
-            self,
-            "TrainingFailed",
-            alarm_description="A training pipeline execution failed, timed out or was aborted",
-            metric=cloudwatch.MathExpression(
-                expression="failed + timedout + aborted",
-                using_metrics={
-                    "failed": state_machine.metric_failed(period=PERIOD),
-                    "timedout": state_machine.metric_timed_out(period=PERIOD),
-                    "aborted": state_machine.metric_aborted(period=PERIOD),
-                },
-                label="Failed executions",
-                period=PERIOD,
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self.training_failed.add_alarm_action(action)
+        self.training_failed = self._failure_alarm("Training", "training pipeline", state_machine, action)
+        #: One failure alarm per other state machine (e.g. large uploads), by name.
+        self.executions_failed = {
+            name: self._failure_alarm(name, name, machine, action)
+            for name, machine in (other_state_machines or {}).items()
+        }
         self.function_errors: dict[str, cloudwatch.Alarm] = {}
         for fn in functions:
             alarm = fn.metric_errors(period=PERIOD).create_alarm(
@@ -69,6 +56,31 @@ class Monitoring(Construct):
             alarm.add_alarm_action(action)
             self.function_errors[fn.node.id] = alarm
         self.dashboard = self._dashboard(settings, state_machine, functions)
+
+    def _failure_alarm(
+        self, id: str, what: str, machine: sfn.IStateMachine, action: cw_actions.SnsAction
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{id}Failed",
+            alarm_description=f"A {what} execution failed, timed out or was aborted",
+            metric=cloudwatch.MathExpression(
+                expression="failed + timedout + aborted",
+                using_metrics={
+                    "failed": machine.metric_failed(period=PERIOD),
+                    "timedout": machine.metric_timed_out(period=PERIOD),
+                    "aborted": machine.metric_aborted(period=PERIOD),
+                },
+                label="Failed executions",
+                period=PERIOD,
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(action)
+        return alarm
 
     def _dashboard(
         self, settings: Settings, machine: sfn.IStateMachine, functions: Sequence[lambda_.IFunction]

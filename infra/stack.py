@@ -8,7 +8,10 @@ from constructs import Construct
 from infra.alerting import Alerting
 from infra.data_lake import DataLake
 from infra.data_preparation import DataPreparation
+from infra.env import LINEAGE_TABLE
+from infra.feature_store import FeatureStore
 from infra.functions import FunctionFactory
+from infra.lineage import Lineage
 from infra.monitoring import Monitoring
 from infra.registry import ModelRegistry
 from infra.retraining import EventBus, Retraining
@@ -40,8 +43,18 @@ class MlcycleStack(cdk.Stack):
         self.alerting = Alerting(self, "Alerting", settings=settings, key=key)
         self.registry = ModelRegistry(self, "Registry", settings=settings)
         functions = FunctionFactory(self, "Functions", settings=settings, key=key)
+        self.lineage = Lineage(self, "Lineage", key=key)
         self.data_preparation = DataPreparation(
-            self, "DataPreparation", settings=settings, data_lake=self.data_lake, bus=bus, functions=functions
+            self,
+            "DataPreparation",
+            settings=settings,
+            data_lake=self.data_lake,
+            bus=bus,
+            functions=functions,
+            lineage=self.lineage,
+        )
+        self.feature_store = FeatureStore(
+            self, "FeatureStore", settings=settings, data_lake=self.data_lake, bus=bus, functions=functions
         )
         self.training = TrainingPipeline(
             self,
@@ -62,6 +75,9 @@ class MlcycleStack(cdk.Stack):
             sagemaker_role=self.training.sagemaker_role,
             functions=functions,
         )
+        # Training-set builds record lineage (curated versions -> build -> training set).
+        self.lineage.grant_record(self.training.build_training_set)
+        self.training.build_training_set.add_environment(LINEAGE_TABLE, self.lineage.table.table_name)
         self.retraining = Retraining(
             self, "Retraining", settings=settings, bus=bus, state_machine=self.training.state_machine, key=key
         )
@@ -70,10 +86,18 @@ class MlcycleStack(cdk.Stack):
             "Monitoring",
             settings=settings,
             state_machine=self.training.state_machine,
+            other_state_machines={"LargeUploads": self.data_preparation.large_uploads},
             functions=[
                 self.data_preparation.prepare_data,
+                self.data_preparation.plan_chunks,
+                self.data_preparation.check_chunk,
+                self.data_preparation.finish_upload,
+                self.feature_store.ingest,
+                self.training.validate_run,
                 self.training.build_training_set,
+                self.training.check_model_tests,
                 self.training.register_model,
+                self.training.report_failure,
                 self.serving.deploy_model,
             ],
             alerts=self.alerting.alerts,
@@ -90,6 +114,11 @@ class MlcycleStack(cdk.Stack):
             "MonitoringBucketName": lake.monitoring.bucket_name,
             "TrainingStateMachineArn": self.training.state_machine.state_machine_arn,
             "EventBusName": self.events.bus.event_bus_name,
+            "LineageTableName": self.lineage.table.table_name,
+            "FeaturesBucketName": lake.features.bucket_name,
+            "OnlineTableName": self.feature_store.online_table.table_name,
+            "GlueDatabaseName": lake.glue_database_name,
+            "AthenaWorkGroupName": lake.athena_workgroup_name,
         }
         for name, value in values.items():
             cdk.CfnOutput(self, name, value=value)

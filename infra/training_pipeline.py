@@ -1,10 +1,16 @@
 """Training and validation: the polled training state machine, its functions and the SageMaker role.
 
-The definition polls ``describeTrainingJob`` instead of using ``.sync``, so the same definition runs in
-AWS and in the embedded AWS (moto cannot execute SageMaker ``.sync`` tasks).
+validate -> build training set -> train (training job) -> evaluate (processing job: metrics, post-training
+tests, drift baselines) -> tests gate -> register -> approval policy. The definition polls
+``describeTrainingJob`` / ``describeProcessingJob`` instead of using ``.sync``, so the same definition runs
+in AWS and in the embedded AWS (moto cannot execute SageMaker ``.sync`` tasks). Every task retries
+transient errors and catches the rest into one failure path: a report in S3, ``TrainingFailed`` on the
+bus, then a Fail state carrying the original error and cause.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -30,6 +36,7 @@ from infra.gates import (
 )
 from infra.images import sklearn_image_uri
 from infra.registry import ModelRegistry
+from mlcycle import pipeline_runs
 from mlcycle.config import Settings
 
 #: SageMaker's limits: job names of 63 characters, hyperparameter values of 2,500.
@@ -40,8 +47,30 @@ EXECUTION_NAME_LENGTH = 36
 MAX_TRAINING_RUNTIME = cdk.Duration.hours(2)
 TRAINING_VOLUME_GB = 30
 PARQUET = "application/x-parquet"
-#: Where training jobs write ``{job}/output/model.tar.gz`` in the artifacts bucket.
+#: Where training jobs write ``{job}/output/model.tar.gz`` in the artifacts bucket; the evaluation job
+#: writes ``{job}/evaluation/`` next to it.
 TRAINING_JOBS_PREFIX = "training-jobs/"
+MAX_EVALUATION_RUNTIME = cdk.Duration.hours(1)
+PROCESSING = "/opt/ml/processing"
+#: Processing jobs download inputs as they are; this extracts the sourcedir.tar.gz (the same archive the
+#: training job runs from) and runs a script of it. SageMaker caps each entry point item at 256 characters.
+EVALUATE_BOOTSTRAP = (
+    "import glob,runpy,sys,tarfile as t;c,s=sys.argv[1:3];d=c+'/src';"
+    "t.open(glob.glob(c+'/*.gz')[0]).extractall(d,filter='data');"
+    "sys.argv=[d+'/'+s,*sys.argv[3:]];runpy.run_path(sys.argv[0],run_name='__main__')"
+)
+#: Errors of SageMaker calls worth another try: throttling and service-side failures. The aws-sdk
+#: integration names unmodeled errors ``SageMaker.SageMakerException``, which the embedded AWS (moto)
+#: spells ``sagemaker.sagemakerException``; the optimized integration says ``AmazonSageMakerException``.
+SAGEMAKER_TRANSIENT_ERRORS = (
+    "SageMaker.ThrottlingException",
+    "SageMaker.SageMakerException",
+    "SageMaker.AmazonSageMakerException",
+    "sagemaker.sagemakerException",
+)
+
+
+_Task = TypeVar("_Task", bound=sfn.TaskStateBase)
 
 
 def training_job_name_prefix(settings: Settings) -> str:
@@ -65,9 +94,10 @@ class S3Uri(tasks.S3Location):
 
 
 class TrainingPipeline(Construct):
-    """Attributes: ``state_machine``, ``build_training_set`` and ``register_model`` (functions),
-    ``sagemaker_role`` (execution role of training jobs and endpoint models), ``sourcedir``
-    (the ``sourcedir.tar.gz`` asset), ``job_name_prefix``.
+    """Attributes: ``state_machine``; functions ``validate_run``, ``build_training_set``,
+    ``check_model_tests``, ``register_model``, ``report_failure``; ``sagemaker_role`` (execution role of
+    training and processing jobs and endpoint models), ``sourcedir`` (the ``sourcedir.tar.gz`` asset),
+    ``job_name_prefix``.
     """
 
     def __init__(
@@ -95,8 +125,11 @@ class TrainingPipeline(Construct):
             bundling=sourcedir_bundling(bundle),
         )
         self.sagemaker_role = self._sagemaker_role()
+        self.validate_run = self._validate_run_function(functions, registry)
         self.build_training_set = self._build_training_set_function(functions)
+        self.check_model_tests = self._check_model_tests_function(functions)
         self.register_model = self._register_model_function(functions, registry, bus)
+        self.report_failure = self._report_failure_function(functions, bus)
         self.state_machine = self._state_machine()
 
     # -- roles and functions ------------------------------------------------------------------------
@@ -168,6 +201,83 @@ class TrainingPipeline(Construct):
             "cloudwatch:PutMetricData has no resource-level permissions (limited by namespace instead).",
         )
 
+    def _validate_run_function(self, functions: FunctionFactory, registry: ModelRegistry) -> lambda_.Function:
+        artifacts = self._lake.artifacts
+        fn = functions.function(
+            self,
+            "ValidateRunFunction",
+            handler="functions.validate_run.handler",
+            description="Checks a training run's input and settings, writes its run document",
+            environment=env.build(self._settings, "validate_run", artifacts=artifacts),
+        )
+        artifacts.grant_put(fn, f"{pipeline_runs.RUNS_PREFIX}*")
+        group = registry.group_name
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeModelPackage"],
+                resources=[self._arn("sagemaker", "model-package", f"{group}/*")],
+            )
+        )
+        # ListModelPackages (finding the champion) supports no resource-level permissions.
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
+        acknowledge(
+            fn.role or fn,
+            "AwsSolutions-IAM5[Resource::*]",
+            reason="sagemaker:ListModelPackages and the X-Ray tracing actions support no resource-level "
+            "permissions.",
+        )
+        acknowledge(
+            fn.role or fn,
+            *iam5_actions("s3:Abort*", "kms:GenerateDataKey*", "kms:ReEncrypt*"),
+            iam5_resource(artifacts, f"/{pipeline_runs.RUNS_PREFIX}*"),
+            iam5_arn(self, "sagemaker", f"model-package/{group}/*"),
+            reason="Writes run documents under runs/ (one per execution, named at run time) in our "
+            "artifacts bucket, and reads the champion among our group's versions (numbered by SageMaker).",
+        )
+        return fn
+
+    def _check_model_tests_function(self, functions: FunctionFactory) -> lambda_.Function:
+        artifacts = self._lake.artifacts
+        fn = functions.function(
+            self,
+            "CheckModelTestsFunction",
+            handler="functions.check_model_tests.handler",
+            description="The tests gate: reads the evaluation job's post-training test report",
+            environment=env.build(self._settings, "check_model_tests", artifacts=artifacts),
+        )
+        artifacts.grant_read(fn, f"{TRAINING_JOBS_PREFIX}*")
+        acknowledge(
+            fn.role or fn,
+            *iam5_actions("s3:GetObject*", "s3:GetBucket*", "s3:List*"),
+            iam5_resource(artifacts, f"/{TRAINING_JOBS_PREFIX}*"),
+            reason="Reads the evaluation of any of our training jobs (named per execution at run time) "
+            "under training-jobs/ in our artifacts bucket.",
+        )
+        return fn
+
+    def _report_failure_function(self, functions: FunctionFactory, bus: events.IEventBus) -> lambda_.Function:
+        artifacts = self._lake.artifacts
+        fn = functions.function(
+            self,
+            "ReportFailureFunction",
+            handler="functions.report_failure.handler",
+            description="A failed training run's report to S3, and TrainingFailed on the bus",
+            environment=env.build(self._settings, "report_failure", artifacts=artifacts, bus=bus),
+        )
+        artifacts.grant_put(fn, f"{pipeline_runs.FAILURES_PREFIX}*")
+        bus.grant_put_events_to(fn)
+        acknowledge(
+            fn.role or fn,
+            *iam5_actions("s3:Abort*", "kms:GenerateDataKey*", "kms:ReEncrypt*"),
+            iam5_resource(artifacts, f"/{pipeline_runs.FAILURES_PREFIX}*"),
+            reason="Writes failure reports under failures/ (one per execution, named at run time) in our "
+            "artifacts bucket.",
+        )
+        return fn
+
+    def _arn(self, service: str, resource: str, name: str) -> str:
+        return cdk.Stack.of(self).format_arn(service=service, resource=resource, resource_name=name)
+
     def _build_training_set_function(self, functions: FunctionFactory) -> lambda_.Function:
         lake = self._lake
         fn = functions.function(
@@ -200,11 +310,11 @@ class TrainingPipeline(Construct):
             self,
             "RegisterModelFunction",
             handler="functions.register_model.handler",
-            description="Quality gate on the training job's evaluation, then the model package",
+            description="Quality gate on the model's evaluation, then the model package and approval",
             environment=env.build(settings, "register_model", artifacts=self._lake.artifacts, bus=bus),
         )
-        # Reads the job's output.tar.gz and stores its evaluation.json next to it.
-        self._lake.artifacts.grant_read_write(fn)
+        # Reads the evaluation job's reports (their S3 URIs go into the model package).
+        self._lake.artifacts.grant_read(fn)
         bus.grant_put_events_to(fn)
         stack = cdk.Stack.of(self)
         group = registry.group_name
@@ -261,72 +371,304 @@ class TrainingPipeline(Construct):
     # -- the state machine -------------------------------------------------------------------------
 
     def _job_name(self) -> str:
+        """Training and evaluation jobs share the name ``{prefix}-{execution name}`` (different kinds)."""
         return sfn.JsonPath.format(f"{self.job_name_prefix}-{{}}", sfn.JsonPath.execution_name)
 
+    def _job_uri(self, suffix: str) -> str:
+        """``s3://{artifacts}/training-jobs/{job}/{suffix}``, resolved per execution."""
+        base = self._lake.artifacts.s3_url_for_object(f"{TRAINING_JOBS_PREFIX}{self.job_name_prefix}")
+        return sfn.JsonPath.format(f"{base}-{{}}/{suffix}", sfn.JsonPath.execution_name)
+
     def _state_machine(self) -> sfn.StateMachine:
-        build = tasks.LambdaInvoke(
-            self,
+        self._report = self._failure_path()
+        validate = self._lambda_task(
+            "ValidateRun",
+            self.validate_run,
+            {"execution_name": sfn.JsonPath.execution_name, "input": sfn.JsonPath.entire_payload},
+            "$.run",
+        )
+        build = self._lambda_task(
             "BuildTrainingSet",
-            lambda_function=self.build_training_set,
-            payload=sfn.TaskInput.from_object(
-                {"execution_name": sfn.JsonPath.execution_name, "input": sfn.JsonPath.entire_payload}
-            ),
-            payload_response_only=True,
-            result_path="$.training_set",
+            self.build_training_set,
+            {"execution_name": sfn.JsonPath.execution_name, "input": sfn.JsonPath.entire_payload},
+            "$.training_set",
         )
-        wait = sfn.Wait(
-            self, "WaitForTraining", time=sfn.WaitTime.seconds_path("$.training_set.poll_seconds")
+        train = self._catch(self._retry(self._train()))
+        training = self._poll_job(
+            "Training",
+            "describeTrainingJob",
+            {"TrainingJobName": self._job_name()},
+            self._training_job_arn(),
+            "$.TrainingJobStatus",
+            on_completed=self._evaluation(),
         )
-        describe = self._describe(
-            "DescribeTrainingJob", {"Status.$": "$.TrainingJobStatus"}, "$.training_job"
-        )
-        failure = self._describe("DescribeFailure", {"FailureReason.$": "$.FailureReason"}, "$.failure")
-        failed = sfn.Fail(
-            self, "TrainingFailed", error="TrainingJobFailed", cause_path="$.failure.FailureReason"
-        )
-        # A stopped job (by hand or after MaxRuntimeInSeconds) has no FailureReason to select, and a
-        # missing ResultSelector path is an uncatchable States.Runtime error: fail it directly.
-        stopped = sfn.Fail(
-            self, "TrainingStopped", error="TrainingJobStopped", cause="The training job was stopped"
-        )
-        done = (
-            sfn.Choice(self, "TrainingDone?")
-            .when(sfn.Condition.string_equals("$.training_job.Status", "Completed"), self._register())
-            .when(sfn.Condition.string_equals("$.training_job.Status", "Failed"), failure.next(failed))
-            .when(sfn.Condition.string_equals("$.training_job.Status", "Stopped"), stopped)
-            .otherwise(wait)
-        )
-        definition = build.next(self._train()).next(wait).next(describe).next(done)
+        definition = validate.next(build).next(train).next(training)
         return self._machine(definition)
 
-    def _register(self) -> sfn.IChainable:
-        register = tasks.LambdaInvoke(
-            self,
-            "RegisterModel",
-            lambda_function=self.register_model,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "training_job_name": self._job_name(),
-                    "training_set": sfn.JsonPath.object_at("$.training_set"),
-                    "execution_arn": sfn.JsonPath.execution_id,
-                }
-            ),
-            payload_response_only=True,
-            result_path="$.registration",
+    def _evaluation(self) -> sfn.IChainable:
+        evaluate = self._catch(self._retry(self._evaluate()))
+        return evaluate.next(
+            self._poll_job(
+                "Evaluation",
+                "describeProcessingJob",
+                {"ProcessingJobName": self._job_name()},
+                self._processing_job_arn(),
+                "$.ProcessingJobStatus",
+                on_completed=self._tests_gate(),
+            )
         )
-        return register.next(sfn.Succeed(self, "Registered"))
 
-    def _describe(self, id: str, selector: dict[str, str], result_path: str) -> tasks.CallAwsService:
-        return tasks.CallAwsService(
+    def _poll_job(
+        self,
+        kind: str,
+        action: str,
+        parameters: dict[str, str],
+        arn: str,
+        status_path: str,
+        *,
+        on_completed: sfn.IChainable,
+    ) -> sfn.IChainable:
+        """Wait -> describe -> Choice: Completed goes on, Failed/Stopped report, anything else waits again."""
+        wait = sfn.Wait(self, f"WaitFor{kind}", time=sfn.WaitTime.seconds_path("$.run.poll_seconds"))
+        describe = self._describe(
+            f"Describe{kind}Job", action, parameters, arn, selector={"Status.$": status_path}
+        )
+        error = f"{kind}JobFailed"
+        # A stopped job (by hand or after MaxRuntimeInSeconds) may have no FailureReason to select, and a
+        # missing ResultSelector path is an uncatchable States.Runtime error: describe only failed jobs.
+        failure = self._describe(
+            f"Describe{kind}Failure",
+            action,
+            parameters,
+            arn,
+            selector={"Error": error, "Cause.$": "$.FailureReason"},
+            result_path="$.error",
+        )
+        stopped = sfn.Pass(
+            self,
+            f"{kind}Stopped",
+            result=sfn.Result.from_object(
+                {"Error": f"{kind}JobStopped", "Cause": f"The {kind.lower()} job was stopped"}
+            ),
+            result_path="$.error",
+        )
+        status = f"$.{kind.lower()}_job.Status"
+        done = (
+            sfn.Choice(self, f"{kind}Done?")
+            .when(sfn.Condition.string_equals(status, "Completed"), on_completed)
+            .when(sfn.Condition.string_equals(status, "Failed"), failure.next(self._report))
+            .when(sfn.Condition.string_equals(status, "Stopped"), stopped.next(self._report))
+            .otherwise(wait)
+        )
+        return wait.next(describe).next(done)
+
+    def _describe(
+        self,
+        id: str,
+        action: str,
+        parameters: dict[str, str],
+        arn: str,
+        *,
+        selector: dict[str, str],
+        result_path: str | None = None,
+    ) -> tasks.CallAwsService:
+        task = tasks.CallAwsService(
             self,
             id,
             service="sagemaker",
-            action="describeTrainingJob",
-            parameters={"TrainingJobName": self._job_name()},
-            iam_resources=[self._training_job_arn()],
+            action=action,
+            parameters=parameters,
+            iam_resources=[arn],
             result_selector=selector,
+            result_path=result_path or f"$.{id.removeprefix('Describe').removesuffix('Job').lower()}_job",
+        )
+        return self._catch(self._retry(task))
+
+    def _tests_gate(self) -> sfn.IChainable:
+        check = self._lambda_task(
+            "CheckModelTests",
+            self.check_model_tests,
+            {"evaluation_prefix": self._job_uri("evaluation")},
+            "$.model_tests",
+        )
+        failed = sfn.Pass(
+            self,
+            "ModelTestsFailed",
+            parameters={"Error": "ModelTestsFailed", "Cause.$": "$.model_tests.summary"},
+            result_path="$.error",
+        )
+        gate = (
+            sfn.Choice(self, "ModelTestsPassed?")
+            .when(sfn.Condition.boolean_equals("$.model_tests.passed", True), self._register())
+            .otherwise(failed.next(self._report))
+        )
+        return check.next(gate)
+
+    def _register(self) -> sfn.IChainable:
+        register = self._lambda_task(
+            "RegisterModel",
+            self.register_model,
+            {
+                "training_job_name": self._job_name(),
+                "evaluation_job_name": self._job_name(),
+                "evaluation_prefix": self._job_uri("evaluation"),
+                "training_set": sfn.JsonPath.object_at("$.training_set"),
+                "execution_arn": sfn.JsonPath.execution_id,
+            },
+            "$.registration",
+        )
+        # The approval policy ran in the register step (auto-approve or ModelReviewRequested); the two
+        # ends say which way it went.
+        decision = (
+            sfn.Choice(self, "ApprovalDecision")
+            .when(
+                sfn.Condition.string_equals("$.registration.approval_status", "Approved"),
+                sfn.Succeed(self, "Approved"),
+            )
+            .otherwise(sfn.Succeed(self, "AwaitingReview"))
+        )
+        return register.next(decision)
+
+    def _lambda_task(
+        self, id: str, fn: lambda_.IFunction, payload: dict[str, object], result_path: str
+    ) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            id,
+            lambda_function=fn,
+            payload=sfn.TaskInput.from_object(payload),
+            payload_response_only=True,
             result_path=result_path,
         )
+        return self._catch(task)
+
+    def _failure_path(self) -> sfn.IChainable:
+        """ReportFailure (report + event) -> Fail with the original error and cause."""
+        failed = sfn.Fail(self, "PipelineFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        report = tasks.LambdaInvoke(
+            self,
+            "ReportFailure",
+            lambda_function=self.report_failure,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "execution_name": sfn.JsonPath.execution_name,
+                    "execution_arn": sfn.JsonPath.execution_id,
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                }
+            ),
+            payload_response_only=True,
+            result_path="$.failure_report",
+        )
+        # A report that cannot be written must not hide the original failure.
+        report.add_catch(failed, result_path="$.report_error")
+        return report.next(failed)
+
+    def _catch(self, task: _Task) -> _Task:
+        task.add_catch(self._report, errors=[sfn.Errors.ALL], result_path="$.error")
+        return task
+
+    @staticmethod
+    def _retry(task: _Task) -> _Task:
+        task.add_retry(
+            errors=list(SAGEMAKER_TRANSIENT_ERRORS),
+            interval=cdk.Duration.seconds(2),
+            max_attempts=3,
+            backoff_rate=2,
+        )
+        return task
+
+    def _processing_job_arn(self) -> str:
+        return cdk.Stack.of(self).format_arn(
+            service="sagemaker", resource="processing-job", resource_name=f"{self.job_name_prefix}-*"
+        )
+
+    def _evaluate(self) -> tasks.CallAwsService:
+        """CreateProcessingJob (request-response): evaluate.py on the model, the sets and the run document."""
+        settings, lake = self._settings, self._lake
+        image = sklearn_image_uri(self, settings.sklearn_version)
+        inputs = [
+            self._processing_input("code", self.sourcedir.s3_object_url),
+            self._processing_input("model", self._job_uri("output/model.tar.gz")),
+            self._processing_input("train", sfn.JsonPath.string_at("$.training_set.train_uri")),
+            self._processing_input("test", sfn.JsonPath.string_at("$.training_set.test_uri")),
+            self._processing_input("run", sfn.JsonPath.string_at("$.run.run_prefix")),
+        ]
+        arguments = [
+            f"--{name}" if i % 2 == 0 else value
+            for name, value in (
+                ("model", f"{PROCESSING}/model"),
+                ("train", f"{PROCESSING}/train"),
+                ("test", f"{PROCESSING}/test"),
+                ("run", f"{PROCESSING}/run"),
+                ("output", f"{PROCESSING}/evaluation"),
+                ("failure-file", "/opt/ml/output/failure"),
+            )
+            for i in range(2)
+        ]
+        return tasks.CallAwsService(
+            self,
+            "EvaluateModel",
+            service="sagemaker",
+            action="createProcessingJob",
+            iam_resources=[self._processing_job_arn()],
+            additional_iam_statements=[
+                iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn])
+            ],
+            parameters={
+                "ProcessingJobName": self._job_name(),
+                "RoleArn": self.sagemaker_role.role_arn,
+                "AppSpecification": {
+                    "ImageUri": image,
+                    "ContainerEntrypoint": [
+                        "python3",
+                        "-c",
+                        EVALUATE_BOOTSTRAP,
+                        f"{PROCESSING}/code",
+                        "evaluate.py",
+                    ],
+                    "ContainerArguments": arguments,
+                },
+                "ProcessingInputs": inputs,
+                "ProcessingOutputConfig": {
+                    "Outputs": [
+                        {
+                            "OutputName": "evaluation",
+                            "S3Output": {
+                                "S3Uri": self._job_uri("evaluation"),
+                                "LocalPath": f"{PROCESSING}/evaluation",
+                                "S3UploadMode": "EndOfJob",
+                            },
+                        }
+                    ],
+                    "KmsKeyId": lake.key.key_arn,
+                },
+                "ProcessingResources": {
+                    "ClusterConfig": {
+                        "InstanceCount": 1,
+                        "InstanceType": settings.instances.processing,
+                        "VolumeSizeInGB": TRAINING_VOLUME_GB,
+                        "VolumeKmsKeyId": lake.key.key_arn,
+                    }
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": MAX_EVALUATION_RUNTIME.to_seconds()},
+            },
+            result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
+            result_path="$.evaluation_job_created",
+        )
+
+    @staticmethod
+    def _processing_input(name: str, uri: str) -> dict[str, object]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": f"{PROCESSING}/{name}",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
+        }
 
     def _train(self) -> tasks.SageMakerCreateTrainingJob:
         settings, lake = self._settings, self._lake
@@ -362,11 +704,17 @@ class TrainingPipeline(Construct):
         problem = self._settings.problem.model_dump_json()
         if len(problem) > MAX_HYPERPARAMETER:
             raise ValueError(f"settings.problem is {len(problem)} characters as JSON; SageMaker allows 2500")
+        tests = self._settings.model_tests.model_dump_json()
+        if len(tests) > MAX_HYPERPARAMETER:
+            raise ValueError(
+                f"settings.model_tests is {len(tests)} characters as JSON; SageMaker allows 2500"
+            )
         return {
             "sagemaker_program": "train.py",
             "sagemaker_submit_directory": self.sourcedir.s3_object_url,
             "sagemaker_region": cdk.Stack.of(self).region,
             "mlcycle_problem": problem,
+            "mlcycle_tests": tests,  # the pre-training tests run in the job, before fitting
         }
 
     @staticmethod
@@ -390,9 +738,9 @@ class TrainingPipeline(Construct):
             "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             tracing_enabled=True,
-            timeout=MAX_TRAINING_RUNTIME.plus(cdk.Duration.hours(1)),
+            timeout=MAX_TRAINING_RUNTIME.plus(MAX_EVALUATION_RUNTIME).plus(cdk.Duration.hours(1)),
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
-            comment=f"{settings.prefix}: build training set, train, evaluate, register",
+            comment=f"{settings.prefix}: validate, build the training set, train, evaluate, test, register",
         )
         self._lake.key.grant(machine, "kms:CreateGrant", "kms:DescribeKey")
         self._acknowledge_state_machine(machine)
@@ -402,16 +750,26 @@ class TrainingPipeline(Construct):
     def _acknowledge_state_machine(self, machine: sfn.StateMachine) -> None:
         acknowledge(
             machine.role,
-            iam5_resource(self.build_training_set, ":*"),
-            iam5_resource(self.register_model, ":*"),
+            *(
+                iam5_resource(fn, ":*")
+                for fn in (
+                    self.validate_run,
+                    self.build_training_set,
+                    self.check_model_tests,
+                    self.register_model,
+                    self.report_failure,
+                )
+            ),
             reason="The CDK's LambdaInvoke grant also covers the functions' versions and aliases (':*').",
         )
         acknowledge(
             machine.role,
             iam5_arn(self, "sagemaker", "training-job/*"),
             iam5_arn(self, "sagemaker", f"training-job/{self.job_name_prefix}-*"),
-            reason="Training job names are made per execution at run time (prefix + execution name); the "
-            "CDK's SageMakerCreateTrainingJob grants on training-job/* when the name is a JSON path.",
+            iam5_arn(self, "sagemaker", f"processing-job/{self.job_name_prefix}-*"),
+            reason="Training and processing job names are made per execution at run time (prefix + "
+            "execution name); the CDK's SageMakerCreateTrainingJob grants on training-job/* when the name "
+            "is a JSON path.",
         )
         acknowledge(
             machine.role,

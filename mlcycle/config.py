@@ -45,10 +45,14 @@ class DatasetContract(_Model):
     columns: tuple[ColumnSpec, ...]
     key: str | None = None
     event_time: str | None = None
+    #: Freshness: rows whose event time is older than this many days (at processing) break ``freshness``.
+    max_age_days: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> DatasetContract:
         names = {c.name for c in self.columns}
+        if self.max_age_days is not None and self.event_time is None:
+            raise ValueError(f"dataset {self.name!r}: max_age_days needs an event_time column")
         for field in (self.key, self.event_time):
             if field is not None and field not in names:
                 raise ValueError(f"{field!r} is not a column of dataset {self.name!r}")
@@ -123,6 +127,8 @@ class LambdaSettings(_Model):
     timeout_seconds: int = 300
     #: Version of AWS's managed "AWS SDK for pandas" layer in the target region (see the README).
     pandas_layer_version: int = 11
+    #: Uploads larger than this go to the large-upload state machine (Distributed Map over chunks).
+    large_upload_bytes: Annotated[int, Field(gt=0)] = 512 * 1024 * 1024
 
 
 class RetrainingSettings(_Model):
@@ -132,6 +138,137 @@ class RetrainingSettings(_Model):
     on_new_data: bool = False
     #: An EventBridge schedule expression, e.g. "rate(7 days)"; None leaves the schedule rule disabled.
     schedule: str | None = None
+
+
+class MetricThreshold(_Model):
+    """A condition on one evaluation metric, like MLflow's ``MetricThreshold``.
+
+    ``threshold`` bounds the value itself; ``min_absolute_change`` / ``min_relative_change`` bound the
+    change against the champion (a negative value tolerates a regression up to that much). ``metric``
+    ``"primary"`` stands for ``problem.primary_metric``; ``greater_is_better`` ``None`` infers it.
+    """
+
+    metric: str = "primary"
+    threshold: float | None = None
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+    greater_is_better: bool | None = None
+
+
+class InvarianceCheck(_Model):
+    """Changing ``feature`` (to each of ``values``, or by ``delta``) must leave predictions alone: at most
+    ``max_violation_fraction`` of the rows may move by more than ``epsilon`` (probability or value)."""
+
+    feature: str
+    values: tuple[str, ...] = ()
+    delta: float | None = None
+    epsilon: Annotated[float, Field(ge=0)] = 0.1
+    max_violation_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class DirectionalCheck(_Model):
+    """Adding ``delta`` to ``feature`` must move predictions in ``direction`` on average, and against it
+    (by more than ``tolerance``) for at most ``max_violation_fraction`` of the rows."""
+
+    feature: str
+    delta: float
+    direction: Literal["increase", "decrease"] = "increase"
+    tolerance: Annotated[float, Field(ge=0)] = 0.01
+    max_violation_fraction: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+
+class ModelTestsSettings(_Model):
+    """Pre-training data tests and post-training model tests (mlcycle.quality); failures stop the run."""
+
+    min_rows: Annotated[int, Field(ge=1)] = 200
+    #: Classification: the rarest class must make up at least this fraction of the training rows.
+    min_minority_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
+    #: Columns named ``{view}{suffix}`` carry feature timestamps; none may be later than the row's event.
+    feature_time_suffix: str = "__event_time"
+    metric_thresholds: tuple[MetricThreshold, ...] = (MetricThreshold(min_absolute_change=-0.02),)
+    invariance: tuple[InvarianceCheck, ...] = ()
+    directional: tuple[DirectionalCheck, ...] = ()
+    max_calibration_error: Annotated[float, Field(ge=0)] | None = 0.1
+    max_brier_score: Annotated[float, Field(ge=0)] | None = 0.25
+    sensitive_attribute: str | None = None
+    max_positive_rate_difference: Annotated[float, Field(ge=0)] = 0.1
+    max_recall_difference: Annotated[float, Field(ge=0)] = 0.15
+    #: Segments smaller than this are left out of the per-segment comparison (too noisy to judge).
+    min_segment_rows: Annotated[int, Field(ge=1)] = 30
+
+
+class FeatureSpec(_Model):
+    """One feature of a view: a column of the view's source dataset, with its type."""
+
+    name: str
+    type: ColumnType
+
+
+class FeatureViewSpec(_Model):
+    """A feature view: features of one source dataset, keyed by entity, valid for ``ttl_seconds``."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+    entity_keys: Annotated[tuple[str, ...], Field(min_length=1)]
+    event_timestamp: str
+    #: When a row became known; rows created after an entity row's event time are invisible to it.
+    created_timestamp: str | None = None
+    features: Annotated[tuple[FeatureSpec, ...], Field(min_length=1)]
+    #: How long a value stays valid after its event time; ``None`` keeps it valid forever.
+    ttl_seconds: Annotated[int, Field(gt=0)] | None = None
+    #: The dataset whose curated data feeds the view.
+    source: str
+    #: Keep the latest value per entity in the online store (DynamoDB).
+    online: bool = True
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def check_against(self, contract: DatasetContract) -> None:
+        """Raise ``ValueError`` unless every column the view reads exists in ``contract`` with its type."""
+        columns = {c.name: c.type for c in contract.columns}
+        wanted = {f.name: f.type for f in self.features}
+        for name in (*self.entity_keys, self.event_timestamp, self.created_timestamp):
+            if name is not None and name not in columns:
+                raise ValueError(f"feature view {self.name!r}: {name!r} is not a column of {contract.name!r}")
+        for name in (self.event_timestamp, self.created_timestamp):
+            if name is not None and columns[name] != "timestamp":
+                raise ValueError(f"feature view {self.name!r}: {name!r} must be a timestamp column")
+        for name, kind in wanted.items():
+            if columns.get(name) != kind:
+                raise ValueError(
+                    f"feature view {self.name!r}: feature {name!r} ({kind}) does not match dataset "
+                    f"{contract.name!r} (column type {columns.get(name)})"
+                )
+
+
+def _example_model_tests(data: dict[str, object]) -> ModelTestsSettings:
+    """Model tests the example churn problem passes: its generator ignores ``region`` (invariance, and the
+    sensitive attribute) and raises churn with each support call (directional)."""
+    from mlcycle.example import churn
+
+    problem = data.get("problem")
+    if not (isinstance(problem, ProblemConfig) and problem.dataset.name == churn.contract().name):
+        return ModelTestsSettings()
+    # Gaps are wider than the generic defaults: ~250 test rows a region leave ~0.03 of sampling noise on
+    # a positive rate and ~0.06 on a recall, and a gap is the range over four regions.
+    return ModelTestsSettings(
+        invariance=(InvarianceCheck(feature="region", values=churn.REGIONS, max_violation_fraction=0.1),),
+        directional=(DirectionalCheck(feature="support_calls", delta=2, direction="increase"),),
+        sensitive_attribute="region",
+        max_positive_rate_difference=0.15,
+        max_recall_difference=0.25,
+    )
+
+
+def _example_feature_views(data: dict[str, object]) -> tuple[FeatureViewSpec, ...]:
+    """Default views: the example problem's when its dataset is the example's, none otherwise."""
+    from mlcycle.example import churn
+
+    problem = data.get("problem")
+    if isinstance(problem, ProblemConfig) and problem.dataset.name == churn.contract().name:
+        return churn.default_feature_views()
+    return ()
 
 
 class Settings(_Model):
@@ -148,11 +285,35 @@ class Settings(_Model):
     instances: InstanceTypes = InstanceTypes()
     functions: LambdaSettings = LambdaSettings()
     retraining: RetrainingSettings = RetrainingSettings()
+    #: After ``problem``: the defaults declare checks on the example problem's features only.
+    model_tests: ModelTestsSettings = Field(default_factory=_example_model_tests)
     #: SageMaker scikit-learn framework container version (training and serving).
     sklearn_version: str = "1.9-0"
     #: Fraction of endpoint requests captured for monitoring (0-100).
     capture_percentage: Annotated[int, Field(ge=0, le=100)] = 100
     log_retention_days: int = 30
+    #: Feature views of the feature store (mlcycle.features); after ``problem``, whose dataset they may read.
+    feature_views: tuple[FeatureViewSpec, ...] = Field(default_factory=_example_feature_views)
+
+    @model_validator(mode="after")
+    def _feature_views_read_known_datasets(self) -> Settings:
+        contracts = {self.problem.dataset.name: self.problem.dataset}
+        names = [view.name for view in self.feature_views]
+        if len(set(names)) != len(names):
+            raise ValueError(f"feature view names must be unique: {names}")
+        for view in self.feature_views:
+            if view.source not in contracts:
+                raise ValueError(
+                    f"feature view {view.name!r}: no dataset {view.source!r} (known: {sorted(contracts)})"
+                )
+            view.check_against(contracts[view.source])
+        return self
+
+    def feature_view(self, name: str) -> FeatureViewSpec:
+        for view in self.feature_views:
+            if view.name == name:
+                return view
+        raise KeyError(f"no feature view {name!r} (known: {[v.name for v in self.feature_views]})")
 
     @property
     def prefix(self) -> str:

@@ -11,6 +11,10 @@ DATASET_VALIDATED = "DatasetValidated"
 DATASET_QUARANTINED = "DatasetQuarantined"
 MODEL_REGISTERED = "ModelRegistered"
 MODEL_DEPLOYED = "ModelDeployed"
+#: A registered version waits for a human: it did not beat the champion by the approval margin.
+MODEL_REVIEW_REQUESTED = "ModelReviewRequested"
+#: The training pipeline stopped; the detail names its failure report in S3.
+TRAINING_FAILED = "TrainingFailed"
 
 
 class EventPublishError(RuntimeError):

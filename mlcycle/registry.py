@@ -1,17 +1,24 @@
 """The model registry: SageMaker model package groups and packages.
 
-A version is registered only after it passes the quality gate, in one ``CreateModelPackage`` call with
-its metrics, evaluation report and lineage, so a failure before that leaves nothing half-registered and
-a retried step (same client token) registers nothing twice. The champion is the newest Approved version.
+A version is registered only after it passes the quality gate and the model tests, in one
+``CreateModelPackage`` call with its metrics, evaluation report, test report, drift baselines and lineage,
+so a failure before that leaves nothing half-registered and a retried step (same client token) registers
+nothing twice. The champion is the newest Approved version.
+
+Where a package keeps what (``describe_model_package``):
+- ``ModelMetrics.ModelQuality.Statistics``: ``evaluation.json`` (metrics, test report, baselines);
+- ``ModelMetrics.ModelQuality.Constraints``: ``model_tests.json`` (the post-training checks and results);
+- ``ModelMetrics.ModelDataQuality.Statistics`` and ``DriftCheckBaselines.ModelDataQuality.Statistics``:
+  ``baseline.json`` (per-feature sketches of the training set, the drift monitors' reference);
+- ``CustomerMetadataProperties``: ``metric:{name}`` values, ``model_tests`` (the report's summary) and
+  lineage (training set id and manifest, code version, parameters, training/evaluation jobs, execution).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlcycle.aws import split_s3_uri
@@ -23,8 +30,21 @@ REJECTED = "Rejected"
 METRIC_PREFIX = "metric:"
 
 
+#: SageMaker's limits on CustomerMetadataProperties values.
+METADATA_VALUE_LIMIT = 256
+MODEL_TESTS_KEY = "model_tests"
+EVALUATION_FILE = "evaluation.json"
+MODEL_TESTS_FILE = "model_tests.json"
+BASELINE_FILE = "baseline.json"
+JSON = "application/json"
+
+
 class QualityGateFailed(Exception):
     """The model does not meet the configured threshold; it is not registered."""
+
+
+class ModelTestsFailed(Exception):
+    """The evaluation's post-training tests failed; the model is not registered."""
 
 
 @dataclass
@@ -34,6 +54,10 @@ class TrainingJobResult:
     image: str
     evaluation_uri: str
     metrics: dict[str, float]
+    model_tests_uri: str = ""
+    baseline_uri: str = ""
+    model_tests: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
 
 
 @dataclass
@@ -46,28 +70,43 @@ class Registration:
     champion_value: float | None
 
 
-def read_training_job(sagemaker: Any, s3: Any, job_name: str) -> TrainingJobResult:
-    """The model artifact and metrics of a completed job (metrics from output.tar.gz/evaluation.json)."""
+def read_json(s3: Any, uri: str) -> dict[str, Any]:
+    bucket, key = split_s3_uri(uri)
+    loaded: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return loaded
+
+
+def check_evaluation(s3: Any, evaluation_prefix: str) -> dict[str, Any]:
+    """The tests gate: what the evaluation job's report says, in a form a Choice state can branch on."""
+    evaluation = read_json(s3, f"{evaluation_prefix.rstrip('/')}/{EVALUATION_FILE}")
+    report = evaluation["model_tests"]
+    return {
+        "passed": bool(report["passed"]),
+        "summary": report["summary"],
+        "failed": [c["name"] for c in report["checks"] if not c["passed"]],
+        "metrics": evaluation["metrics"],
+        "evaluation_uri": f"{evaluation_prefix.rstrip('/')}/{EVALUATION_FILE}",
+    }
+
+
+def read_training_job(sagemaker: Any, s3: Any, job_name: str, evaluation_prefix: str) -> TrainingJobResult:
+    """A completed job's model artifact, and what its evaluation job wrote under ``evaluation_prefix``."""
     job = sagemaker.describe_training_job(TrainingJobName=job_name)
     if job["TrainingJobStatus"] != "Completed":
         raise RuntimeError(f"training job {job_name} is {job['TrainingJobStatus']}, not Completed")
-    model_url = job["ModelArtifacts"]["S3ModelArtifacts"]
-    output_url = model_url.rsplit("/", 1)[0] + "/output.tar.gz"
-    bucket, key = split_s3_uri(output_url)
-    raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-        member = tar.extractfile("evaluation.json")
-        if member is None:
-            raise RuntimeError(f"{output_url} holds no evaluation.json")
-        report = json.load(member)
-    evaluation_key = key.rsplit("/", 1)[0] + "/evaluation.json"
-    s3.put_object(Bucket=bucket, Key=evaluation_key, Body=json.dumps(report, indent=2).encode())
+    prefix = evaluation_prefix.rstrip("/")
+    evaluation = read_json(s3, f"{prefix}/{EVALUATION_FILE}")
     return TrainingJobResult(
         job_name=job_name,
-        model_data_url=model_url,
+        model_data_url=job["ModelArtifacts"]["S3ModelArtifacts"],
         image=job["AlgorithmSpecification"]["TrainingImage"],
-        evaluation_uri=f"s3://{bucket}/{evaluation_key}",
-        metrics={k: float(v) for k, v in report["metrics"].items()},
+        evaluation_uri=f"{prefix}/{EVALUATION_FILE}",
+        metrics={k: float(v) for k, v in evaluation["metrics"].items()},
+        model_tests_uri=f"{prefix}/{MODEL_TESTS_FILE}",
+        baseline_uri=f"{prefix}/{BASELINE_FILE}",
+        model_tests=evaluation["model_tests"],
+        # The sourcedir asset's S3 key is the hash of the code it holds: the code version.
+        code_version=str(job.get("HyperParameters", {}).get("sagemaker_submit_directory", "")).strip('"'),
     )
 
 
@@ -89,6 +128,24 @@ def champion(sagemaker: Any, group: str) -> dict[str, Any] | None:
         ModelPackageName=listed[0]["ModelPackageArn"]
     )
     return described
+
+
+def champion_summary(sagemaker: Any, group: str) -> dict[str, Any] | None:
+    """The champion's version, ARN and metrics (what a challenger is compared with), or None."""
+    current = champion(sagemaker, group)
+    if current is None:
+        return None
+    return {
+        "version": int(current["ModelPackageVersion"]),
+        "arn": current["ModelPackageArn"],
+        "metrics": _metrics(current.get("CustomerMetadataProperties", {})),
+    }
+
+
+def _metrics(metadata: dict[str, str]) -> dict[str, float]:
+    return {
+        k.removeprefix(METRIC_PREFIX): float(v) for k, v in metadata.items() if k.startswith(METRIC_PREFIX)
+    }
 
 
 def decide_approval(settings: Settings, value: float, champion_value: float | None) -> str:
@@ -124,43 +181,23 @@ def register(
     *,
     sagemaker: Any,
 ) -> Registration:
+    """Gate, tests, champion comparison, then one ``CreateModelPackage`` with everything attached."""
     value = quality_gate(settings, result.metrics)
+    if result.model_tests and not result.model_tests.get("passed", False):
+        # The pipeline's gate stops before this step; a direct caller must not get around it either.
+        raise ModelTestsFailed(result.model_tests.get("summary", "post-training tests failed"))
     group = settings.model_package_group
-    current = champion(sagemaker, group)
-    champion_value = None
-    if current is not None:
-        stored = current.get("CustomerMetadataProperties", {}).get(
-            METRIC_PREFIX + settings.problem.primary_metric
-        )
-        champion_value = float(stored) if stored is not None else None
+    current = champion_summary(sagemaker, group)
+    champion_value = current["metrics"].get(settings.problem.primary_metric) if current else None
     status = decide_approval(settings, value, champion_value)
-    metadata = {**lineage, **{METRIC_PREFIX + k: f"{v:.6g}" for k, v in result.metrics.items()}}
     created = sagemaker.create_model_package(
         ModelPackageGroupName=group,
         ModelPackageDescription=f"{settings.problem.model.family} trained by {result.job_name}",
         # Same job -> same token: a retried step cannot register the model twice.
         ClientToken=hashlib.sha256(result.job_name.encode()).hexdigest()[:36],
-        InferenceSpecification={
-            "Containers": [
-                {
-                    "Image": result.image,
-                    "ModelDataUrl": result.model_data_url,
-                    "Environment": {
-                        "SAGEMAKER_PROGRAM": "inference.py",
-                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                    },
-                }
-            ],
-            "SupportedContentTypes": ["text/csv", "application/json"],
-            "SupportedResponseMIMETypes": ["application/json"],
-            "SupportedRealtimeInferenceInstanceTypes": [settings.instances.endpoint],
-        },
-        ModelMetrics={
-            "ModelQuality": {
-                "Statistics": {"ContentType": "application/json", "S3Uri": result.evaluation_uri}
-            }
-        },
-        CustomerMetadataProperties=metadata,
+        InferenceSpecification=_inference_specification(settings, result),
+        **_reports(result),
+        CustomerMetadataProperties=package_metadata(result, lineage),
         ModelApprovalStatus=status,
     )
     arn = created["ModelPackageArn"]
@@ -172,6 +209,49 @@ def register(
         value=value,
         champion_value=champion_value,
     )
+
+
+def _inference_specification(settings: Settings, result: TrainingJobResult) -> dict[str, Any]:
+    return {
+        "Containers": [
+            {
+                "Image": result.image,
+                "ModelDataUrl": result.model_data_url,
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                },
+            }
+        ],
+        "SupportedContentTypes": ["text/csv", "application/json"],
+        "SupportedResponseMIMETypes": ["application/json"],
+        "SupportedRealtimeInferenceInstanceTypes": [settings.instances.endpoint],
+    }
+
+
+def _reports(result: TrainingJobResult) -> dict[str, Any]:
+    """ModelMetrics and DriftCheckBaselines: the evaluation, the test report and the drift baselines."""
+    quality: dict[str, Any] = {"Statistics": {"ContentType": JSON, "S3Uri": result.evaluation_uri}}
+    reports: dict[str, Any] = {"ModelMetrics": {"ModelQuality": quality}}
+    if result.model_tests_uri:
+        quality["Constraints"] = {"ContentType": JSON, "S3Uri": result.model_tests_uri}
+    if result.baseline_uri:
+        baseline = {"Statistics": {"ContentType": JSON, "S3Uri": result.baseline_uri}}
+        reports["ModelMetrics"]["ModelDataQuality"] = baseline
+        reports["DriftCheckBaselines"] = {"ModelDataQuality": baseline}
+    return reports
+
+
+def package_metadata(result: TrainingJobResult, lineage: dict[str, str]) -> dict[str, str]:
+    """Lineage, metrics and the test summary, each value cut to SageMaker's 256 characters."""
+    metadata = {
+        **lineage,
+        "code_version": result.code_version,
+        **{METRIC_PREFIX + k: f"{v:.6g}" for k, v in result.metrics.items()},
+    }
+    if result.model_tests:
+        metadata[MODEL_TESTS_KEY] = str(result.model_tests.get("summary", ""))
+    return {k: v[:METADATA_VALUE_LIMIT] for k, v in metadata.items() if v}
 
 
 @dataclass
@@ -186,6 +266,9 @@ class Version:
     lineage: dict[str, str]
     model_data_url: str
     description: str = ""
+    model_tests: str = ""
+    #: Report name (``evaluation``, ``model_tests``, ``baseline``) -> S3 URI.
+    reports: dict[str, str] = field(default_factory=dict)
 
 
 def _version(described: dict[str, Any]) -> Version:
@@ -196,15 +279,25 @@ def _version(described: dict[str, Any]) -> Version:
         arn=described["ModelPackageArn"],
         approval_status=described["ModelApprovalStatus"],
         created=str(described.get("CreationTime", "")),
-        metrics={
-            k.removeprefix(METRIC_PREFIX): float(v)
-            for k, v in metadata.items()
-            if k.startswith(METRIC_PREFIX)
+        metrics=_metrics(metadata),
+        lineage={
+            k: v for k, v in metadata.items() if not k.startswith(METRIC_PREFIX) and k != MODEL_TESTS_KEY
         },
-        lineage={k: v for k, v in metadata.items() if not k.startswith(METRIC_PREFIX)},
         model_data_url=containers[0].get("ModelDataUrl", ""),
         description=described.get("ApprovalDescription", described.get("ModelPackageDescription", "")),
+        model_tests=metadata.get(MODEL_TESTS_KEY, ""),
+        reports=_report_uris(described.get("ModelMetrics") or {}),
     )
+
+
+def _report_uris(model_metrics: dict[str, Any]) -> dict[str, str]:
+    quality = model_metrics.get("ModelQuality") or {}
+    found = {
+        "evaluation": (quality.get("Statistics") or {}).get("S3Uri"),
+        "model_tests": (quality.get("Constraints") or {}).get("S3Uri"),
+        "baseline": ((model_metrics.get("ModelDataQuality") or {}).get("Statistics") or {}).get("S3Uri"),
+    }
+    return {name: uri for name, uri in found.items() if uri}
 
 
 def versions(sagemaker: Any, group: str) -> list[Version]:

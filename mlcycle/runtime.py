@@ -26,6 +26,11 @@ class FunctionEnvironment(BaseModel):
     glue_database: str = ""
     sagemaker_role_arn: str = ""
     kms_key_arn: str = ""
+    features_bucket: str = ""
+    online_table: str = ""
+    idempotency_table: str = ""
+    lineage_table: str = ""
+    large_upload_state_machine: str = ""
 
 
 def environment() -> FunctionEnvironment:

@@ -1,10 +1,11 @@
 """SageMaker training entry point (scikit-learn container contract).
 
-Reads the ``train`` and ``test`` channels (Parquet), trains the configured scikit-learn pipeline,
-evaluates it on the test channel, and writes:
+Reads the ``train`` and ``test`` channels (Parquet), runs the pre-training tests (hyperparameter
+``mlcycle_tests``: the model-test settings; a failed test fails the job with the report's summary as its
+reason), trains the configured scikit-learn pipeline, evaluates it on the test channel, and writes:
 - ``SM_MODEL_DIR``: ``model.joblib``, ``schema.json`` and ``code/`` (``inference.py`` + ``mlcycle``),
   everything the serving container needs;
-- ``SM_OUTPUT_DATA_DIR/evaluation.json``: the metrics the registry step reads;
+- ``SM_OUTPUT_DATA_DIR/evaluation.json``: the test-set metrics; ``pre_training.json``: the test report;
 - ``SM_OUTPUT_DIR/failure`` on error: SageMaker reports its text as the job's FailureReason.
 """
 
@@ -23,7 +24,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the source dir holds the mlcycle package
 
-from mlcycle import modeling  # noqa: E402
+from mlcycle import modeling, quality  # noqa: E402
+from mlcycle.quality.pre_training import DEFAULT_TESTS  # noqa: E402
 
 
 def _hyperparameters() -> dict[str, object]:
@@ -55,11 +57,25 @@ def _package(model: object, problem: dict[str, object], model_dir: Path) -> None
     )
 
 
+def _pre_training_tests(
+    train: pd.DataFrame, test: pd.DataFrame, problem: dict[str, object], tests: dict[str, object]
+) -> quality.Report:
+    report = quality.pre_training_tests(train, test, problem, tests)
+    for check in report.checks:
+        print(check.line(), flush=True)
+    report.raise_for_failures()  # before fitting: a bad training set costs no training time
+    return report
+
+
 def main() -> None:
-    problem = _hyperparameters()["mlcycle_problem"]
+    hyperparameters = _hyperparameters()
+    problem = hyperparameters["mlcycle_problem"]
+    tests = hyperparameters.get("mlcycle_tests", DEFAULT_TESTS)
     assert isinstance(problem, dict), "hyperparameter mlcycle_problem must be a JSON object"
+    assert isinstance(tests, dict), "hyperparameter mlcycle_tests must be a JSON object"
     train = _read_channel("train")
     test = _read_channel("test")
+    pre_training = _pre_training_tests(train, test, problem, tests)
     print(f"training {problem['model']} on {len(train)} rows, testing on {len(test)}", flush=True)
     model = modeling.train(train, problem)
     evaluation = modeling.evaluate(model, test, problem)
@@ -69,6 +85,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     report = {"metrics": evaluation, "problem": {k: problem[k] for k in ("task", "target", "primary_metric")}}
     (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (out / "pre_training.json").write_text(pre_training.to_json())
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     print("  lineage:")
     for name, text in sorted(v.lineage.items()):
         print(f"    {name:<22} {text}")
+    if v.model_tests:
+        print(f"  tests: {v.model_tests}")
+    for name, uri in sorted(v.reports.items()):
+        print(f"  {name + ':':<12} {uri}")
     return 0
 
 

@@ -1,9 +1,13 @@
 """Prepare an upload: contract check, curated Parquet for good rows, quarantine for the rest.
 
 Nothing is lost: for every upload, curated rows + quarantined rows = uploaded rows, and a file that
-cannot be read at all goes whole to quarantine with the reason. Uploads are read in chunks so memory is
-bounded by the chunk size, not the file size. Output keys derive from the object's identity (key +
-version), so a redelivered S3 event rewrites the same objects instead of adding rows.
+cannot be read at all goes whole to quarantine with the reason. Uploads (CSV, JSON lines, Parquet, each
+also gzipped) are read in chunks so memory is bounded by the chunk size, not the file size. Output keys
+derive from the object's identity (key + version), so a redelivered S3 event rewrites the same objects
+instead of adding rows (and the handler's idempotency makes it write nothing at all).
+
+Each upload ends with a dataset manifest (:mod:`mlcycle.data.manifests`), its ``ingest_date``
+partition registered in Glue, and lineage: upload -> prepare-data execution -> curated version.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import hashlib
 import json
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +27,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlcycle import lineage as lin
 from mlcycle.config import DatasetContract, Settings
-from mlcycle.data.contracts import ContractError, Violation, check
+from mlcycle.data import catalog
+from mlcycle.data.contracts import ContractError, KeyIndex, Violation, check
+from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
+from mlcycle.data.readers import count_records, detect, read_chunks
 from mlcycle.events import DATASET_QUARANTINED, DATASET_VALIDATED
 
 UPLOAD_PREFIX = "uploads/"
 MAX_REPORTED_VIOLATIONS = 1000
+#: What an unreadable file raises while being read; anything else is a bug and fails the function.
+UNREADABLE = (
+    ContractError,
+    ValueError,
+    UnicodeDecodeError,
+    EOFError,
+    OSError,
+    pd.errors.ParserError,
+    pa.ArrowException,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,10 @@ class Upload:
             )
         return parts[1]
 
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" + (f"?versionId={self.version_id}" if self.version_id else "")
+
 
 @dataclass
 class PrepareResult:
@@ -62,6 +85,8 @@ class PrepareResult:
     curated_uri: str | None
     quarantine_uri: str | None
     reason: str | None = None
+    manifest_uri: str | None = None
+    summary: str = ""
 
     @property
     def event_types(self) -> list[str]:
@@ -73,28 +98,93 @@ class PrepareResult:
         return asdict(self)
 
 
+@dataclass
+class Findings:
+    """What checking an upload (or a chunk of it) found: counts and the first violations."""
+
+    curated_rows: int = 0
+    bad_rows: int = 0
+    rule_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    violations: list[Violation] = field(default_factory=list)
+
+    def add_violations(self, violations: list[Violation]) -> None:
+        self.rule_counts.update((v.column, v.rule) for v in violations)
+        room = MAX_REPORTED_VIOLATIONS - len(self.violations)
+        self.violations.extend(violations[: max(room, 0)])
+
+    def merge(self, other: Findings) -> None:
+        self.curated_rows += other.curated_rows
+        self.bad_rows += other.bad_rows
+        self.rule_counts.update(other.rule_counts)
+        room = MAX_REPORTED_VIOLATIONS - len(self.violations)
+        self.violations.extend(other.violations[: max(room, 0)])
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(
+            f"{n} row{'s' if n != 1 else ''} broke {rule} on {column}"
+            for (column, rule), n in sorted(self.rule_counts.items())
+        )
+
+
+@dataclass
+class Outcome:
+    """Where one upload's rows went; what the report, manifest, lineage and event are made from."""
+
+    upload: Upload
+    contract: DatasetContract
+    format: str
+    findings: Findings
+    objects: list[CuratedObject] = field(default_factory=list)
+    quarantine_uri: str | None = None
+    content_hash: str | None = None
+    reason: str | None = None
+    source_meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recorders:
+    """Where an upload is catalogued besides S3; each is optional (a unit test may want none)."""
+
+    glue: Any | None = None
+    glue_database: str = ""
+    lineage: lin.LineageStore | None = None
+
+
 class _Sinks:
     """Where good and bad rows of one upload accumulate, chunk by chunk, on local disk."""
 
-    def __init__(self, work: Path) -> None:
-        self.curated_path = work / "curated.parquet"
-        self.bad_path = work / "rows.csv"
+    def __init__(self, work: Path, name: str = "") -> None:
+        self.curated_path = work / f"curated{name}.parquet"
+        self.bad_path = work / f"rows{name}.csv"
         self._writer: pq.ParquetWriter | None = None
         self._bad_file = self.bad_path.open("w", newline="", encoding="utf-8")
         self._bad_writer: Any = None
-        self.curated_rows = 0
-        self.bad_rows = 0
-        self.violations: list[Violation] = []
-        self.rule_counts: Counter[tuple[str, str]] = Counter()
+        self.findings = Findings()
+
+    @property
+    def curated_rows(self) -> int:
+        return self.findings.curated_rows
+
+    @property
+    def bad_rows(self) -> int:
+        return self.findings.bad_rows
+
+    @property
+    def violations(self) -> list[Violation]:
+        return self.findings.violations
 
     def add_good(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.curated_path, table.schema)
+            # Microsecond timestamps: what Athena and Spark read (nanoseconds they may not).
+            self._writer = pq.ParquetWriter(
+                self.curated_path, table.schema, coerce_timestamps="us", allow_truncated_timestamps=True
+            )
         self._writer.write_table(table.cast(self._writer.schema))
-        self.curated_rows += len(frame)
+        self.findings.curated_rows += len(frame)
 
     def add_bad(self, frame: pd.DataFrame, violations: list[Violation]) -> None:
         if self._bad_writer is None:
@@ -102,10 +192,8 @@ class _Sinks:
             self._bad_writer.writerow(["_row", *frame.columns])
         for row, values in zip(frame.index, frame.itertuples(index=False), strict=True):
             self._bad_writer.writerow([row, *values])
-        self.bad_rows += len(frame)
-        self.rule_counts.update((v.column, v.rule) for v in violations)
-        room = MAX_REPORTED_VIOLATIONS - len(self.violations)
-        self.violations.extend(violations[: max(room, 0)])
+        self.findings.bad_rows += len(frame)
+        self.findings.add_violations(violations)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -113,35 +201,53 @@ class _Sinks:
         self._bad_file.close()
 
 
-def read_chunks(path: Path, chunk_rows: int) -> Any:
-    """CSV chunks with every value as text; compression inferred from the content, not the name."""
-    with path.open("rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-    return pd.read_csv(
-        path,
-        dtype=str,
-        keep_default_na=False,
-        chunksize=chunk_rows,
-        compression="gzip" if gzipped else None,
-        encoding="utf-8",
-    )
-
-
-def prepare_file(path: Path, contract: DatasetContract, work: Path, chunk_rows: int = 100_000) -> _Sinks:
-    """Check a local file chunk by chunk into sinks under ``work``. Raises on an unreadable file."""
-    sinks = _Sinks(work)
-    seen: set[str] = set()
-    first = 0
+def check_chunks(
+    chunks: Iterable[pd.DataFrame],
+    contract: DatasetContract,
+    sinks: _Sinks,
+    *,
+    first_row: int = 0,
+    now: datetime | None = None,
+) -> _Sinks:
+    """Check chunks into ``sinks``; rows are numbered from ``first_row`` in the order read."""
+    seen = KeyIndex()
     try:
-        for chunk in read_chunks(path, chunk_rows):
-            result = check(chunk, contract, first_row=first, seen_keys=seen)
+        for chunk in chunks:
+            result = check(chunk, contract, first_row=first_row, seen_keys=seen, now=now)
             sinks.add_good(result.good)
             if len(result.bad):
                 sinks.add_bad(result.bad, result.violations)
-            first += len(chunk)
+            first_row += len(chunk)
     finally:
         sinks.close()
     return sinks
+
+
+def prepare_file(
+    path: Path,
+    contract: DatasetContract,
+    work: Path,
+    chunk_rows: int = 100_000,
+    *,
+    name: str = "",
+    now: datetime | None = None,
+) -> _Sinks:
+    """Check a local file chunk by chunk into sinks under ``work``. Raises on an unreadable file."""
+    columns = [c.name for c in contract.columns]
+    chunks = read_chunks(path, chunk_rows, name=name or path.name, columns=columns)
+    return check_chunks(chunks, contract, _Sinks(work), now=now)
+
+
+def contracts(settings: Settings) -> dict[str, DatasetContract]:
+    """The datasets this deployment accepts uploads of, by name."""
+    return {settings.problem.dataset.name: settings.problem.dataset}
+
+
+def contract_for(upload: Upload, settings: Settings) -> DatasetContract:
+    known = contracts(settings)
+    if upload.dataset not in known:
+        raise ContractError(f"no contract for dataset {upload.dataset!r} (known: {', '.join(known)})")
+    return known[upload.dataset]
 
 
 def prepare_upload(
@@ -152,6 +258,7 @@ def prepare_upload(
     curated_bucket: str,
     now: datetime | None = None,
     chunk_rows: int = 100_000,
+    recorders: Recorders = Recorders(),
 ) -> PrepareResult:
     """Download, check and write one upload. Never raises for bad data: it quarantines instead."""
     now = now or datetime.now(UTC)
@@ -159,108 +266,230 @@ def prepare_upload(
         work = Path(tmp)
         source = work / "source"
         extra = {"VersionId": upload.version_id} if upload.version_id else {}
+        meta = s3.head_object(Bucket=upload.bucket, Key=upload.key, **extra)
         s3.download_file(upload.bucket, upload.key, str(source), ExtraArgs=extra or None)
+        source_meta = {"etag": meta["ETag"].strip('"'), "size": meta["ContentLength"]}
         try:
-            contract = _contract_for(upload, settings)
-            sinks = prepare_file(source, contract, work, chunk_rows)
-        except (
-            ContractError,
-            ValueError,
-            UnicodeDecodeError,
-            EOFError,
-            OSError,
-            pd.errors.ParserError,
-        ) as exc:
-            return _quarantine_whole(upload, source, s3, curated_bucket, f"{type(exc).__name__}: {exc}")
-        return _publish(upload, sinks, s3, curated_bucket, now)
+            contract = contract_for(upload, settings)
+            sinks = prepare_file(source, contract, work, chunk_rows, name=upload.key, now=now)
+        except UNREADABLE as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            outcome = quarantine_whole(
+                upload,
+                source,
+                s3=s3,
+                bucket=curated_bucket,
+                reason=reason,
+                settings=settings,
+                source_meta=source_meta,
+            )
+        else:
+            fmt = _format_name(source, upload.key)
+            outcome = _publish(
+                upload, contract, fmt, sinks, s3=s3, bucket=curated_bucket, now=now, source_meta=source_meta
+            )
+        return conclude(outcome, s3=s3, bucket=curated_bucket, now=now, recorders=recorders)
 
 
-def _contract_for(upload: Upload, settings: Settings) -> DatasetContract:
-    contract = settings.problem.dataset
-    if upload.dataset != contract.name:
-        raise ContractError(f"no contract for dataset {upload.dataset!r} (known: {contract.name})")
-    return contract
+def _format_name(source: Path, key: str) -> str:
+    fmt, gzipped = detect(source, key)
+    return f"{fmt}+gzip" if gzipped else fmt
 
 
-def _quarantine_prefix(upload: Upload) -> str:
+def quarantine_prefix(upload: Upload) -> str:
     dataset = upload.key.split("/")[1] if upload.key.count("/") >= 2 else "_unknown"
     return f"quarantine/{dataset}/{upload.upload_id}/"
 
 
-def _quarantine_whole(upload: Upload, source: Path, s3: Any, bucket: str, reason: str) -> PrepareResult:
-    prefix = _quarantine_prefix(upload)
+def quarantine_whole(
+    upload: Upload,
+    source: Path,
+    *,
+    s3: Any,
+    bucket: str,
+    reason: str,
+    settings: Settings,
+    source_meta: dict[str, Any],
+) -> Outcome:
+    """The whole file to quarantine, kept byte for byte, counted by its records as far as they read."""
+    prefix = quarantine_prefix(upload)
     s3.upload_file(str(source), bucket, prefix + "source")
-    rows = _count_lines(source)
-    report = {
-        "upload": asdict(upload),
-        "summary": f"the whole file: {reason}",
-        "reason": reason,
-        "quarantined_rows": rows,
-        "curated_rows": 0,
-        "whole_file": True,
-    }
-    s3.put_object(Bucket=bucket, Key=prefix + "report.json", Body=json.dumps(report, indent=2).encode())
-    return PrepareResult(
-        upload_id=upload.upload_id,
-        dataset=prefix.split("/")[1],
-        source=f"s3://{upload.bucket}/{upload.key}",
-        rows=rows,
-        curated_rows=0,
-        quarantined_rows=rows,
-        curated_uri=None,
+    findings = Findings(bad_rows=count_records(source, upload.key))
+    dataset = prefix.split("/")[1]
+    known = contracts(settings)
+    contract = known.get(dataset) or DatasetContract(name="unknown", columns=())
+    return Outcome(
+        upload=upload,
+        contract=contract,
+        format="unreadable",
+        findings=findings,
         quarantine_uri=f"s3://{bucket}/{prefix}",
         reason=reason,
+        source_meta=source_meta,
     )
 
 
-def _count_lines(path: Path) -> int:
-    """Data rows of an unreadable file, for the accounting: its lines less a header, at least 0."""
-    try:
-        with path.open("rb") as fh:
-            return max(sum(1 for _ in fh) - 1, 0)
-    except OSError:
-        return 0
-
-
-def _publish(upload: Upload, sinks: _Sinks, s3: Any, bucket: str, now: datetime) -> PrepareResult:
-    dataset = upload.dataset
-    curated_uri = quarantine_uri = None
+def _publish(
+    upload: Upload,
+    contract: DatasetContract,
+    fmt: str,
+    sinks: _Sinks,
+    *,
+    s3: Any,
+    bucket: str,
+    now: datetime,
+    source_meta: dict[str, Any],
+) -> Outcome:
+    outcome = Outcome(upload, contract, fmt, sinks.findings, source_meta=source_meta)
     if sinks.curated_rows:
-        key = f"curated/{dataset}/ingest_date={now:%Y-%m-%d}/{upload.upload_id}.parquet"
-        s3.upload_file(str(sinks.curated_path), bucket, key)
-        curated_uri = f"s3://{bucket}/{key}"
+        key = catalog.curated_key(contract.name, f"{now:%Y-%m-%d}", f"{upload.upload_id}.parquet")
+        outcome.objects.append(put_curated(s3, bucket, key, sinks.curated_path, sinks.curated_rows))
+        outcome.content_hash = file_hash(sinks.curated_path)
     if sinks.bad_rows:
-        prefix = _quarantine_prefix(upload)
+        prefix = quarantine_prefix(upload)
         s3.upload_file(str(sinks.bad_path), bucket, prefix + "rows.csv")
-        s3.put_object(Bucket=bucket, Key=prefix + "report.json", Body=_report(upload, sinks).encode())
-        quarantine_uri = f"s3://{bucket}/{prefix}"
+        outcome.quarantine_uri = f"s3://{bucket}/{prefix}"
+    return outcome
+
+
+def put_curated(s3: Any, bucket: str, key: str, path: Path, rows: int) -> CuratedObject:
+    """Upload one curated Parquet object and name the S3 version it became."""
+    s3.upload_file(str(path), bucket, key)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    partition = key.rsplit("/", 2)[-2]
+    return CuratedObject(key, head.get("VersionId"), head["ETag"].strip('"'), rows, partition)
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def conclude(
+    outcome: Outcome, *, s3: Any, bucket: str, now: datetime, recorders: Recorders = Recorders()
+) -> PrepareResult:
+    """After the rows are written: report, manifest, Glue partitions and lineage; the result."""
+    upload, findings = outcome.upload, outcome.findings
+    if outcome.quarantine_uri:
+        report = _report(outcome)
+        s3.put_object(Bucket=bucket, Key=quarantine_prefix(upload) + "report.json", Body=report.encode())
+    manifest = _manifest(outcome, now)
+    write_manifest(s3, bucket, manifest)
+    if recorders.glue is not None and recorders.glue_database and outcome.objects:
+        for date in sorted({o.partition.split("=", 1)[1] for o in outcome.objects}):
+            catalog.register_partition(
+                recorders.glue, recorders.glue_database, outcome.contract, bucket, date
+            )
+    if recorders.lineage is not None:
+        _record_lineage(recorders.lineage, outcome, f"s3://{bucket}/{manifest.key}")
     return PrepareResult(
         upload_id=upload.upload_id,
-        dataset=dataset,
+        dataset=manifest.dataset,
         source=f"s3://{upload.bucket}/{upload.key}",
-        rows=sinks.curated_rows + sinks.bad_rows,
-        curated_rows=sinks.curated_rows,
-        quarantined_rows=sinks.bad_rows,
-        curated_uri=curated_uri,
-        quarantine_uri=quarantine_uri,
+        rows=findings.curated_rows + findings.bad_rows,
+        curated_rows=findings.curated_rows,
+        quarantined_rows=findings.bad_rows,
+        curated_uri=_curated_uri(outcome, bucket),
+        quarantine_uri=outcome.quarantine_uri,
+        reason=outcome.reason,
+        manifest_uri=f"s3://{bucket}/{manifest.key}",
+        summary=_summary(outcome),
     )
 
 
-def _report(upload: Upload, sinks: _Sinks) -> str:
-    counts = [{"column": c, "rule": r, "rows": n} for (c, r), n in sorted(sinks.rule_counts.items())]
-    summary = "; ".join(
-        f"{c['rows']} row{'s' if c['rows'] != 1 else ''} broke {c['rule']} on {c['column']}" for c in counts
-    )
-    return json.dumps(
-        {
-            "upload": asdict(upload),
-            "summary": summary,
-            "quarantined_rows": sinks.bad_rows,
-            "curated_rows": sinks.curated_rows,
-            "violation_counts": counts,
-            "violations": [asdict(v) for v in sinks.violations],
-            "violations_truncated": sum(sinks.rule_counts.values()) > len(sinks.violations),
-            "whole_file": False,
+def _curated_uri(outcome: Outcome, bucket: str) -> str | None:
+    """The one curated object, or the dataset's prefix when the upload was written in parts."""
+    if len(outcome.objects) == 1:
+        return f"s3://{bucket}/{outcome.objects[0].key}"
+    return f"s3://{bucket}/{catalog.curated_prefix(outcome.contract.name)}" if outcome.objects else None
+
+
+def _summary(outcome: Outcome) -> str:
+    if outcome.reason:
+        return f"the whole file: {outcome.reason}"
+    return outcome.findings.summary or "all rows passed the contract"
+
+
+def _manifest(outcome: Outcome, now: datetime) -> DatasetManifest:
+    upload, findings = outcome.upload, outcome.findings
+    dataset = quarantine_prefix(upload).split("/")[1]
+    return DatasetManifest(
+        upload_id=upload.upload_id,
+        dataset=dataset,
+        source={
+            "bucket": upload.bucket,
+            "key": upload.key,
+            "version_id": upload.version_id,
+            **outcome.source_meta,
         },
-        indent=2,
+        format=outcome.format,
+        rows=findings.curated_rows + findings.bad_rows,
+        curated_rows=findings.curated_rows,
+        quarantined_rows=findings.bad_rows,
+        schema_hash=schema_hash(outcome.contract),
+        content_hash=outcome.content_hash,
+        created_at=now.isoformat(timespec="seconds"),
+        objects=outcome.objects,
+        partitions=sorted({o.partition for o in outcome.objects}),
+        quarantine_uri=outcome.quarantine_uri,
+        reason=outcome.reason,
+        summary=_summary(outcome),
     )
+
+
+def _record_lineage(store: lin.LineageStore, outcome: Outcome, manifest_uri: str) -> None:
+    upload, findings = outcome.upload, outcome.findings
+    uid = upload.upload_id
+    source = lin.Artifact(
+        lin.artifact_id(lin.UPLOAD, uid),
+        lin.UPLOAD,
+        upload.uri,
+        {"format": outcome.format, **outcome.source_meta},
+    )
+    outputs = []
+    if findings.curated_rows:
+        props = {
+            "rows": findings.curated_rows,
+            "manifest": manifest_uri,
+            "content_hash": outcome.content_hash,
+        }
+        outputs.append(
+            lin.Artifact(lin.artifact_id(lin.CURATED_VERSION, uid), lin.CURATED_VERSION, manifest_uri, props)
+        )
+    if findings.bad_rows or outcome.reason:
+        props = {"rows": findings.bad_rows, "reason": outcome.reason}
+        outputs.append(
+            lin.Artifact(
+                lin.artifact_id(lin.QUARANTINE, uid), lin.QUARANTINE, outcome.quarantine_uri or "", props
+            )
+        )
+    execution = lin.Execution(
+        lin.artifact_id(lin.PREPARE_DATA, uid),
+        lin.PREPARE_DATA,
+        properties={"rows": findings.curated_rows + findings.bad_rows, "summary": _summary(outcome)},
+    )
+    store.record(execution, inputs=[source], outputs=outputs)
+
+
+def _report(outcome: Outcome) -> str:
+    findings = outcome.findings
+    counts = [{"column": c, "rule": r, "rows": n} for (c, r), n in sorted(findings.rule_counts.items())]
+    body: dict[str, Any] = {
+        "upload": asdict(outcome.upload),
+        "summary": _summary(outcome),
+        "quarantined_rows": findings.bad_rows,
+        "curated_rows": findings.curated_rows,
+        "whole_file": outcome.reason is not None,
+    }
+    if outcome.reason is not None:
+        body["reason"] = outcome.reason
+    else:
+        body |= {
+            "violation_counts": counts,
+            "violations": [asdict(v) for v in findings.violations],
+            "violations_truncated": sum(findings.rule_counts.values()) > len(findings.violations),
+        }
+    return json.dumps(body, indent=2)

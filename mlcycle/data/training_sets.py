@@ -2,7 +2,8 @@
 
 The split is by a hash of the entity key, so an entity never lands on both sides and a rerun over the
 same data gives the same split. The manifest names every curated object (with its S3 version) the set
-was built from.
+was built from and the dataset versions (upload manifests, with their S3 versions) those belong to;
+lineage records curated versions -> build -> training set.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from mlcycle import lineage as lin
 from mlcycle.config import ProblemConfig
+from mlcycle.data.manifests import manifest_key, upload_id_of
 
 
 class InsufficientDataError(ValueError):
@@ -46,7 +49,12 @@ def _read_curated(s3: Any, bucket: str, dataset: str) -> tuple[pd.DataFrame, lis
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])
         frames.append(pd.read_parquet(io.BytesIO(body["Body"].read())))
         sources.append(
-            {"key": obj["Key"], "version_id": body.get("VersionId"), "etag": obj["ETag"].strip('"')}
+            {
+                "key": obj["Key"],
+                "version_id": body.get("VersionId"),
+                "etag": obj["ETag"].strip('"'),
+                "upload_id": upload_id_of(obj["Key"]),
+            }
         )
     if not frames:
         raise InsufficientDataError(
@@ -78,6 +86,7 @@ def build_training_set(
     artifacts_bucket: str,
     training_set_id: str,
     min_rows: int = 50,
+    lineage: lin.LineageStore | None = None,
 ) -> TrainingSet:
     dataset = problem.dataset.name
     frame, sources = _read_curated(s3, curated_bucket, dataset)
@@ -98,12 +107,60 @@ def build_training_set(
         train_rows=len(train),
         test_rows=len(test),
     )
+    versions = _dataset_versions(s3, curated_bucket, dataset, sources)
     manifest = asdict(result) | {
         "sources": sources,
+        "dataset_versions": versions,
         "seed": problem.seed,
         "test_fraction": problem.test_fraction,
     }
     s3.put_object(
         Bucket=artifacts_bucket, Key=f"{prefix}manifest.json", Body=json.dumps(manifest, indent=2).encode()
     )
+    if lineage is not None:
+        _record_lineage(lineage, result, versions)
     return result
+
+
+def _dataset_versions(
+    s3: Any, bucket: str, dataset: str, sources: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The upload manifest (and its S3 version) of every curated object read: the data's versions."""
+    versions = []
+    for upload_id in sorted({s["upload_id"] for s in sources}):
+        key = manifest_key(dataset, upload_id)
+        try:
+            head = s3.head_object(Bucket=bucket, Key=key)
+        except s3.exceptions.ClientError:
+            head = None  # curated data written before manifests existed
+        versions.append(
+            {
+                "upload_id": upload_id,
+                "manifest": f"s3://{bucket}/{key}" if head else None,
+                "manifest_version_id": head.get("VersionId") if head else None,
+                "objects": [s["key"] for s in sources if s["upload_id"] == upload_id],
+            }
+        )
+    return versions
+
+
+def _record_lineage(store: lin.LineageStore, result: TrainingSet, versions: list[dict[str, Any]]) -> None:
+    inputs = [
+        lin.Artifact(
+            lin.artifact_id(lin.CURATED_VERSION, v["upload_id"]),
+            lin.CURATED_VERSION,
+            v["manifest"] or "",
+            {"manifest_version_id": v["manifest_version_id"]},
+        )
+        for v in versions
+    ]
+    output = lin.Artifact(
+        lin.artifact_id(lin.TRAINING_SET, result.training_set_id),
+        lin.TRAINING_SET,
+        result.manifest_uri,
+        {"train_rows": result.train_rows, "test_rows": result.test_rows, "dataset": result.dataset},
+    )
+    execution = lin.Execution(
+        lin.artifact_id(lin.BUILD_TRAINING_SET, result.training_set_id), lin.BUILD_TRAINING_SET
+    )
+    store.record(execution, inputs=inputs, outputs=[output])

@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mlcycle.config import ColumnSpec, DatasetContract, ModelSpec, ProblemConfig
+from mlcycle.config import (
+    ColumnSpec,
+    DatasetContract,
+    FeatureSpec,
+    FeatureViewSpec,
+    ModelSpec,
+    ProblemConfig,
+)
 
 CONTRACTS = ("month-to-month", "one-year", "two-year")
 PAYMENTS = ("card", "bank-transfer", "electronic-check", "mailed-check")
@@ -60,6 +67,38 @@ def default_problem() -> ProblemConfig:
             hyperparameters={"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15},
         ),
         primary_metric="roc_auc",
+    )
+
+
+def default_feature_views() -> tuple[FeatureViewSpec, ...]:
+    """The example's feature views: slow-moving profile attributes and faster-moving activity."""
+    keys, ts = ("customer_id",), "event_time"
+    return (
+        FeatureViewSpec(
+            name="customer_profile",
+            entity_keys=keys,
+            event_timestamp=ts,
+            features=(
+                FeatureSpec(name="tenure_months", type="int"),
+                FeatureSpec(name="age", type="int"),
+                FeatureSpec(name="contract", type="string"),
+                FeatureSpec(name="region", type="string"),
+            ),
+            ttl_seconds=365 * 86_400,
+            source="churn",
+        ),
+        FeatureViewSpec(
+            name="customer_activity",
+            entity_keys=keys,
+            event_timestamp=ts,
+            features=(
+                FeatureSpec(name="monthly_charges", type="float"),
+                FeatureSpec(name="support_calls", type="int"),
+                FeatureSpec(name="payment_method", type="string"),
+            ),
+            ttl_seconds=30 * 86_400,
+            source="churn",
+        ),
     )
 
 

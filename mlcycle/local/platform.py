@@ -16,6 +16,11 @@ OUTPUTS = {
     "monitoring_bucket": "MonitoringBucketName",
     "training_state_machine": "TrainingStateMachineArn",
     "event_bus": "EventBusName",
+    "lineage_table": "LineageTableName",
+    "features_bucket": "FeaturesBucketName",
+    "online_table": "OnlineTableName",
+    "glue_database": "GlueDatabaseName",
+    "athena_workgroup": "AthenaWorkGroupName",
 }
 
 
@@ -27,6 +32,11 @@ class Platform:
     monitoring_bucket: str
     training_state_machine: str
     event_bus: str
+    lineage_table: str = ""  # a default keeps state files written before the lineage table readable
+    features_bucket: str = ""  # defaults, as for lineage_table: older state files stay readable
+    online_table: str = ""
+    glue_database: str = ""
+    athena_workgroup: str = ""
 
     @classmethod
     def from_stack(cls, stack: Stack) -> Platform:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcycle import aws
-from mlcycle.local import endpoints, events, lambdas, s3_policies, sagemaker_jobs, stepfunctions
+from mlcycle.local import endpoints, events, lambdas, s3_events, s3_policies, sagemaker_jobs, stepfunctions
 from mlcycle.local.context import LocalContext
 
-_PATCHES = (s3_policies, stepfunctions, lambdas, events, sagemaker_jobs, endpoints)
+_PATCHES = (s3_policies, s3_events, stepfunctions, lambdas, events, sagemaker_jobs, endpoints)
 
 
 def free_port() -> int:

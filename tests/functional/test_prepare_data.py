@@ -9,9 +9,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from mlcycle.config import Settings
-from mlcycle.data.prepare import Upload, prepare_upload
+from mlcycle.config import ColumnSpec, DatasetContract, Settings
+from mlcycle.data.prepare import Upload, prepare_file, prepare_upload
 from mlcycle.example.churn import BAD_ROWS, bundled_frame, generate
 from tests.conftest import make_bucket
 
@@ -94,3 +97,48 @@ def test_redelivered_event_writes_nothing_twice(s3: Any, buckets: Any, settings:
     _prepare(s3, upload, settings)
     _prepare(s3, upload, settings)
     assert _curated_rows(s3) == 40
+
+
+_NUMBERED = DatasetContract(
+    name="numbered",
+    key="id",
+    columns=(
+        ColumnSpec(name="id", type="string"),
+        ColumnSpec(name="n", type="int"),
+        ColumnSpec(name="x", type="int", min=0, max=10),
+    ),
+)
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(
+    cells=st.lists(
+        st.tuples(st.integers(0, 30), st.sampled_from(["0", "7", "11", "-1", "x", ""])), max_size=80
+    ),
+    chunk_rows=st.integers(1, 30),
+    fmt=st.sampled_from(["csv", "jsonl"]),
+)
+def test_prepared_file_loses_and_duplicates_no_row(
+    cells: list[tuple[int, str]], chunk_rows: int, fmt: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # GIVEN any mix of good and bad rows (range, type, null, repeated keys), numbered by `n`
+    frame = pd.DataFrame(
+        {"id": [f"k{k}" for k, _ in cells], "n": range(len(cells)), "x": [x for _, x in cells]}
+    )
+    work = tmp_path_factory.mktemp("prop")
+    path = work / f"upload.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in frame.astype(str).to_dict("records")))
+    if frame.empty:
+        path.write_text("id,n,x\n" if fmt == "csv" else "")
+    # WHEN it is prepared in chunks of any size
+    sinks = prepare_file(path, _NUMBERED, work, chunk_rows)
+    # THEN every row is curated or quarantined exactly once
+    good = pd.read_parquet(sinks.curated_path)["n"].tolist() if sinks.curated_rows else []
+    bad = pd.read_csv(sinks.bad_path)["_row"].tolist() if sinks.bad_rows else []
+    assert sorted(good + bad) == list(range(len(frame)))
+    # AND no key is curated twice
+    curated_ids = frame.loc[good, "id"]
+    assert not curated_ids.duplicated().any()

@@ -75,7 +75,7 @@ def synthesized(infra_settings: Settings, tmp_path_factory: pytest.TempPathFacto
 
 def definition(synthesized: Synthesized) -> dict[str, Any]:
     """The state machine's definition as JSON, each CloudFormation token replaced by ``"<token>"``."""
-    _, machine = synthesized.one("AWS::StepFunctions::StateMachine")
+    machine = {"Properties": synthesized.properties(synthesized.stack.training.state_machine)}
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     text = "".join(part if isinstance(part, str) else "<token>" for part in parts)
     parsed: dict[str, Any] = json.loads(text)

@@ -22,28 +22,92 @@ def states(synthesized: Synthesized) -> dict[str, Any]:
 
 
 def test_states_follow_the_contract(synthesized: Synthesized, states: dict[str, Any]) -> None:
-    assert definition(synthesized)["StartAt"] == "BuildTrainingSet"
-    assert states["BuildTrainingSet"]["Next"] == "TrainModel"
-    assert states["TrainModel"]["Next"] == "WaitForTraining"
-    assert states["WaitForTraining"] == {
-        "Type": "Wait",
-        "SecondsPath": "$.training_set.poll_seconds",
-        "Next": "DescribeTrainingJob",
+    assert definition(synthesized)["StartAt"] == "ValidateRun"
+    chain = ["ValidateRun", "BuildTrainingSet", "TrainModel", "WaitForTraining", "DescribeTrainingJob"]
+    assert [states[name]["Next"] for name in chain[:-1]] == chain[1:]
+    assert states["WaitForTraining"]["SecondsPath"] == "$.run.poll_seconds"
+    for kind, completed in (("Training", "EvaluateModel"), ("Evaluation", "CheckModelTests")):
+        choices = {c["StringEquals"]: c["Next"] for c in states[f"{kind}Done?"]["Choices"]}
+        assert choices == {
+            "Completed": completed,
+            "Failed": f"Describe{kind}Failure",
+            "Stopped": f"{kind}Stopped",
+        }
+        assert states[f"{kind}Done?"]["Default"] == f"WaitFor{kind}"
+    assert states["EvaluateModel"]["Next"] == "WaitForEvaluation"
+    assert states["CheckModelTests"]["Next"] == "ModelTestsPassed?"
+    gate = states["ModelTestsPassed?"]
+    assert gate["Choices"] == [
+        {"Variable": "$.model_tests.passed", "BooleanEquals": True, "Next": "RegisterModel"}
+    ]
+    assert gate["Default"] == "ModelTestsFailed"
+    assert states["RegisterModel"]["Next"] == "ApprovalDecision"
+    assert {states[c["Next"]]["Type"] for c in states["ApprovalDecision"]["Choices"]} == {"Succeed"}
+    assert states["AwaitingReview"] == {"Type": "Succeed"}
+
+
+def test_every_task_catches_into_the_failure_report(states: dict[str, Any]) -> None:
+    tasks = [name for name, s in states.items() if s["Type"] == "Task" and name != "ReportFailure"]
+    assert len(tasks) == 10
+    for name in tasks:
+        assert states[name]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ReportFailure"}
+        ], name
+    for name in (
+        "DescribeTrainingFailure",
+        "TrainingStopped",
+        "DescribeEvaluationFailure",
+        "EvaluationStopped",
+    ):
+        assert states[name]["Next"] == "ReportFailure"
+    assert states["ModelTestsFailed"]["Parameters"] == {
+        "Error": "ModelTestsFailed",
+        "Cause.$": "$.model_tests.summary",
     }
-    assert states["DescribeTrainingJob"]["Next"] == "TrainingDone?"
-    choices = {c["StringEquals"]: c["Next"] for c in states["TrainingDone?"]["Choices"]}
-    assert choices == {
-        "Completed": "RegisterModel",
-        "Failed": "DescribeFailure",
-        "Stopped": "TrainingStopped",
+    report = states["ReportFailure"]
+    assert report["Parameters"]["error.$"] == "$.error.Error"
+    assert report["Next"] == "PipelineFailed" and report["Catch"][0]["Next"] == "PipelineFailed"
+    assert states["PipelineFailed"] == {
+        "Type": "Fail",
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
     }
-    assert states["TrainingDone?"]["Default"] == "WaitForTraining"
-    assert states["RegisterModel"]["Next"] == "Registered"
-    assert states["Registered"] == {"Type": "Succeed"}
+
+
+def test_sagemaker_calls_retry_transient_errors(states: dict[str, Any]) -> None:
+    for name in ("TrainModel", "DescribeTrainingJob", "EvaluateModel", "DescribeEvaluationJob"):
+        retry = states[name]["Retry"][0]
+        assert "SageMaker.ThrottlingException" in retry["ErrorEquals"], name
+        assert "sagemaker.sagemakerException" in retry["ErrorEquals"], name  # how moto names it
+        assert retry["MaxAttempts"] == 3
+
+
+def test_evaluation_is_a_processing_job_on_the_sourcedir(
+    states: dict[str, Any], infra_settings: Settings
+) -> None:
+    evaluate = states["EvaluateModel"]
+    assert evaluate["Resource"] == "arn:<token>:states:::aws-sdk:sagemaker:createProcessingJob"
+    params = evaluate["Parameters"]
+    assert params["ProcessingJobName.$"].startswith("States.Format(")
+    app = params["AppSpecification"]
+    assert (
+        app["ContainerEntrypoint"][:2] == ["python3", "-c"]
+        and app["ContainerEntrypoint"][-1] == "evaluate.py"
+    )
+    assert all(len(item) <= 256 for item in app["ContainerEntrypoint"] + app["ContainerArguments"])
+    inputs = {i["InputName"]: i["S3Input"] for i in params["ProcessingInputs"]}
+    assert list(inputs) == ["code", "model", "train", "test", "run"]
+    assert inputs["model"]["S3Uri.$"].endswith("-{}/output/model.tar.gz', $$.Execution.Name)")
+    assert inputs["run"]["S3Uri.$"] == "$.run.run_prefix"
+    output = params["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]
+    assert output["S3Uri.$"].endswith("-{}/evaluation', $$.Execution.Name)")
+    assert (
+        params["ProcessingResources"]["ClusterConfig"]["InstanceType"] == infra_settings.instances.processing
+    )
 
 
 def test_no_sync_integrations(synthesized: Synthesized) -> None:
-    _, machine = synthesized.one("AWS::StepFunctions::StateMachine")
+    machine = {"Properties": synthesized.properties(synthesized.stack.training.state_machine)}
     assert ".sync" not in json.dumps(machine["Properties"]["DefinitionString"])
 
 
@@ -73,43 +137,44 @@ def test_hyperparameters(states: dict[str, Any], infra_settings: Settings) -> No
     assert hps["sagemaker_submit_directory"] == "<token>"  # s3:// URL of the sourcedir.tar.gz asset
     assert hps["sagemaker_region"] == "<token>"
     assert json.loads(hps["mlcycle_problem"]) == json.loads(infra_settings.problem.model_dump_json())
+    assert json.loads(hps["mlcycle_tests"]) == json.loads(infra_settings.model_tests.model_dump_json())
 
 
-def test_polling_describes_the_job_keeping_only_what_is_needed(states: dict[str, Any]) -> None:
-    for name, selector in (
-        ("DescribeTrainingJob", {"Status.$": "$.TrainingJobStatus"}),
-        ("DescribeFailure", {"FailureReason.$": "$.FailureReason"}),
+def test_polling_describes_the_jobs_keeping_only_what_is_needed(states: dict[str, Any]) -> None:
+    for name, action, selector in (
+        ("DescribeTrainingJob", "describeTrainingJob", {"Status.$": "$.TrainingJobStatus"}),
+        (
+            "DescribeTrainingFailure",
+            "describeTrainingJob",
+            {"Error": "TrainingJobFailed", "Cause.$": "$.FailureReason"},
+        ),
+        ("DescribeEvaluationJob", "describeProcessingJob", {"Status.$": "$.ProcessingJobStatus"}),
+        (
+            "DescribeEvaluationFailure",
+            "describeProcessingJob",
+            {"Error": "EvaluationJobFailed", "Cause.$": "$.FailureReason"},
+        ),
     ):
         state = states[name]
-        assert state["Resource"] == "arn:<token>:states:::aws-sdk:sagemaker:describeTrainingJob"
+        assert state["Resource"] == f"arn:<token>:states:::aws-sdk:sagemaker:{action}"
         assert state["ResultSelector"] == selector
-        assert state["Parameters"]["TrainingJobName.$"].startswith("States.Format(")
-
-
-def test_failure_ends_in_fail_with_the_job_reason(states: dict[str, Any]) -> None:
-    assert states["DescribeFailure"]["Next"] == "TrainingFailed"
-    assert states["TrainingFailed"] == {
-        "Type": "Fail",
-        "Error": "TrainingJobFailed",
-        "CausePath": "$.failure.FailureReason",
-    }
-    assert states["TrainingStopped"]["Type"] == "Fail"
 
 
 def test_lambda_tasks_pass_what_the_handlers_expect(states: dict[str, Any]) -> None:
-    build = states["BuildTrainingSet"]
-    assert build["Parameters"] == {"execution_name.$": "$$.Execution.Name", "input.$": "$"}
-    assert build["ResultPath"] == "$.training_set"
+    for name, result in (("ValidateRun", "$.run"), ("BuildTrainingSet", "$.training_set")):
+        assert states[name]["Parameters"] == {"execution_name.$": "$$.Execution.Name", "input.$": "$"}
+        assert states[name]["ResultPath"] == result
     register = states["RegisterModel"]["Parameters"]
     assert register["training_set.$"] == "$.training_set"
     assert register["training_job_name.$"].startswith("States.Format(")
-    for name in ("BuildTrainingSet", "RegisterModel"):
+    assert register["evaluation_prefix.$"] == states["CheckModelTests"]["Parameters"]["evaluation_prefix.$"]
+    for name in ("ValidateRun", "BuildTrainingSet", "CheckModelTests", "RegisterModel", "ReportFailure"):
         errors = states[name]["Retry"][0]["ErrorEquals"]
         assert "Lambda.ServiceException" in errors
 
 
 def test_state_machine_logs_and_traces(synthesized: Synthesized) -> None:
-    _, machine = synthesized.one("AWS::StepFunctions::StateMachine")
+    machine = {"Properties": synthesized.properties(synthesized.stack.training.state_machine)}
     props = machine["Properties"]
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"

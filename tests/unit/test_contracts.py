@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlcycle.config import ColumnSpec, DatasetContract
-from mlcycle.data.contracts import ContractError, check
+from mlcycle.data.contracts import PARSE_ERROR, ContractError, KeyIndex, check
 from mlcycle.example.churn import contract, generate
 
 
@@ -105,3 +105,50 @@ def test_every_row_is_either_good_or_bad_once(rows: list[tuple[str, str]], chunk
         bad_rows.extend(result.bad.index)
     assert good + bad == len(frame)
     assert len(set(bad_rows)) == len(bad_rows)
+
+
+_FRESH = DatasetContract(
+    name="fresh",
+    event_time="at",
+    max_age_days=7,
+    columns=(ColumnSpec(name="id", type="string"), ColumnSpec(name="at", type="timestamp")),
+)
+
+
+def test_freshness_rejects_rows_older_than_the_max_age() -> None:
+    # GIVEN a contract that accepts event times of the last 7 days, judged at a fixed time
+    now = pd.Timestamp("2026-03-10T12:00:00Z").to_pydatetime()
+    raw = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "at": ["2026-03-09T00:00:00Z", "2026-03-03T12:00:00Z", "2026-03-01T00:00:00Z"],
+        }
+    )
+    # WHEN the rows are checked
+    result = check(raw, _FRESH, now=now)
+    # THEN only the row older than 7 days breaks freshness (the one exactly 7 days old is fresh)
+    assert [(v.row, v.column, v.rule) for v in result.violations] == [(2, "at", "freshness")]
+    assert list(result.good["id"]) == ["a", "b"]
+
+
+def test_freshness_needs_an_event_time() -> None:
+    with pytest.raises(ValueError, match="max_age_days needs an event_time"):
+        DatasetContract(name="x", max_age_days=1, columns=(ColumnSpec(name="id", type="string"),))
+
+
+def test_a_record_the_reader_could_not_parse_breaks_only_the_parse_rule() -> None:
+    # GIVEN a chunk with one good row and one row a reader marked as unparseable
+    raw = pd.DataFrame({"id": ["k1", ""], "x": ["1", ""], "c": ["a", ""], PARSE_ERROR: ["", "{not json"]})
+    # WHEN it is checked
+    result = check(raw, _SMALL)
+    # THEN the broken record is bad for `parse` alone, with its raw text as the value
+    assert [(v.row, v.rule, v.value) for v in result.violations] == [(1, "parse", "{not json")]
+    assert len(result.good) == 1
+
+
+def test_key_index_finds_keys_of_earlier_chunks() -> None:
+    index = KeyIndex()
+    index.add(KeyIndex.hashes(pd.Series(["a", "b"])))
+    index.add(KeyIndex.hashes(pd.Series(["c", "a"])))
+    assert len(index) == 3
+    assert list(index.contains(KeyIndex.hashes(pd.Series(["a", "z", "c"])))) == [True, False, True]

@@ -25,3 +25,50 @@ def test_first_model_is_approved_and_challenger_must_beat_champion(settings: Set
         update={"thresholds": settings.thresholds.model_copy(update={"auto_approve": False})}
     )
     assert decide_approval(manual, 0.99, None) == PENDING
+
+
+def test_package_metadata_keeps_lineage_metrics_and_the_test_summary_within_limits() -> None:
+    from mlcycle.registry import METADATA_VALUE_LIMIT, TrainingJobResult, _reports, package_metadata
+
+    # GIVEN an evaluated job with a long test summary
+    result = TrainingJobResult(
+        job_name="j",
+        model_data_url="s3://a/m.tar.gz",
+        image="img",
+        evaluation_uri="s3://a/e/evaluation.json",
+        metrics={"roc_auc": 0.8512345},
+        model_tests_uri="s3://a/e/model_tests.json",
+        baseline_uri="s3://a/e/baseline.json",
+        model_tests={"passed": True, "summary": "x" * 400},
+        code_version="s3://assets/abc.gz",
+    )
+    # THEN metadata values fit SageMaker's limit and the reports land where the registry reads them
+    metadata = package_metadata(result, {"training_set_id": "t1", "evaluation_job": ""})
+    assert metadata["metric:roc_auc"] == "0.851235" and metadata["code_version"] == "s3://assets/abc.gz"
+    assert len(metadata["model_tests"]) == METADATA_VALUE_LIMIT and "evaluation_job" not in metadata
+    reports = _reports(result)
+    assert reports["ModelMetrics"]["ModelQuality"]["Constraints"]["S3Uri"] == "s3://a/e/model_tests.json"
+    assert (
+        reports["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"] == "s3://a/e/baseline.json"
+    )
+
+
+def test_start_run_refuses_tests_on_unknown_features(settings: Settings) -> None:
+    from mlcycle.config import DirectionalCheck
+    from mlcycle.pipeline_runs import settings_problems
+
+    assert settings_problems(settings) == []
+    broken = settings.model_copy(
+        update={
+            "model_tests": settings.model_tests.model_copy(
+                update={
+                    "directional": (DirectionalCheck(feature="contract", delta=1),),
+                    "sensitive_attribute": "nope",
+                }
+            )
+        }
+    )
+    assert settings_problems(broken) == [
+        "directional check on 'contract', which is not numeric",
+        "sensitive attribute 'nope' is not a feature",
+    ]

@@ -36,7 +36,12 @@ def _job(tmp: Path, settings: Settings, frame_rows: int = 1500) -> tuple[dict[st
         "SM_OUTPUT_DIR": str(tmp / "output"),
         "SM_CHANNEL_TRAIN": str(tmp / "input" / "train"),
         "SM_CHANNEL_TEST": str(tmp / "input" / "test"),
-        "SM_HPS": json.dumps({"mlcycle_problem": settings.problem.model_dump_json()}),
+        "SM_HPS": json.dumps(
+            {
+                "mlcycle_problem": settings.problem.model_dump_json(),
+                "mlcycle_tests": settings.model_tests.model_dump_json(),
+            }
+        ),
     }
     (tmp / "model").mkdir()
     return env, code
@@ -64,6 +69,7 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
     ).exists()
     metrics = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())["metrics"]
     assert metrics["roc_auc"] > 0.75
+    assert json.loads((tmp_path / "output" / "data" / "pre_training.json").read_text())["passed"]
 
     # the artifact serves through the inference handlers, as the serving container would call them
     sys.path.insert(0, str(model / "code"))
@@ -90,10 +96,12 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
 
 def test_train_failure_writes_the_reason(tmp_path: Path, settings: Settings) -> None:
     env, code = _job(tmp_path, settings)
-    frame = churn.generate(300, seed=5).assign(churned=0)
+    frame = churn.generate(300, seed=6).assign(churned=0)  # other customers than the test channel
     frame.to_parquet(tmp_path / "input" / "train" / "data.parquet")
     done = _run(code, env)
     assert done.returncode == 1
+    # the pre-training tests refuse it before fitting, and the reason names the failed check
     assert (tmp_path / "output" / "failure").read_text() == (
-        "TrainingDataError: target 'churned' has a single class: nothing to learn"
+        "ModelTestsFailed: pre_training tests: 1 of 4 checks failed: label_balance: "
+        "target 'churned' has a single class"
     )

@@ -1,0 +1,50 @@
+"""Tasks of the large-upload state machine: plan the chunks, check one chunk, finish the upload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.prepare_data import recorders
+from mlcycle import aws, events, runtime
+from mlcycle.data import large_uploads
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    env = runtime.environment()
+    planned = large_uploads.plan(event, s3=aws.client("s3"), curated_bucket=env.curated_bucket)
+    logger.info("large upload planned", extra={k: v for k, v in planned.items() if k != "header"})
+    return planned
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def chunk(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    env = runtime.environment()
+    return large_uploads.process_chunk(
+        event, runtime.settings(), s3=aws.client("s3"), curated_bucket=env.curated_bucket
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def finish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    env = runtime.environment()
+    result = large_uploads.finish(
+        event,
+        runtime.settings(),
+        s3=aws.client("s3"),
+        curated_bucket=env.curated_bucket,
+        recorders=recorders(env),
+    )
+    for detail_type in result.event_types:
+        events.publish(aws.client("events"), env.event_bus, detail_type, result.as_event())
+    logger.info("large upload prepared", extra=result.as_event())
+    return result.as_event()

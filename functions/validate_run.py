@@ -1,0 +1,48 @@
+"""Step Functions task: check a training run's input and settings, then write the run document.
+
+The run document (``s3://{artifacts}/runs/{execution}/run.json``) is what the evaluation job reads: the
+problem, the model-test settings, the quality gate and the champion's metrics at the start of the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
+
+from mlcycle import aws, pipeline_runs, runtime
+
+logger = Logger()
+tracer = Tracer()
+
+
+class PipelineInput(BaseModel):
+    """What a caller may pass when starting the training pipeline."""
+
+    dataset: str | None = None
+    poll_seconds: int = Field(default=30, ge=1, le=3600)
+
+
+class Request(BaseModel):
+    execution_name: str
+    input: PipelineInput = PipelineInput()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = Request.model_validate(event)
+    settings, env = runtime.settings(), runtime.environment()
+    run = pipeline_runs.start_run(
+        settings,
+        execution_name=request.execution_name,
+        dataset=request.input.dataset,
+        poll_seconds=request.input.poll_seconds,
+        s3=aws.client("s3"),
+        sagemaker=aws.client("sagemaker"),
+        artifacts_bucket=env.artifacts_bucket,
+    )
+    logger.info("run validated", extra=run)
+    return run

@@ -1,0 +1,121 @@
+"""The training pipeline's own bookkeeping: the run document at the start, the failure report at the end.
+
+``s3://{artifacts}/runs/{execution}/run.json`` pins what a run is judged by (problem, model-test
+settings, quality gate, the champion's metrics when it started); the evaluation job reads it.
+``s3://{artifacts}/failures/{execution}/report.json`` says why a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from mlcycle import registry
+from mlcycle.config import Settings
+
+RUNS_PREFIX = "runs/"
+FAILURES_PREFIX = "failures/"
+
+
+class InvalidRunError(ValueError):
+    """The run's input or the settings it would run with cannot work; nothing was started."""
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    """Model-test settings that name features the problem does not have (or cannot perturb)."""
+    problem, tests = settings.problem, settings.model_tests
+    numeric = {c.name for c in problem.dataset.columns if c.type in ("int", "float", "bool")}
+    found = [
+        f"{kind} check on {spec.feature!r}, which is not a feature"
+        for kind, specs in (("invariance", tests.invariance), ("directional", tests.directional))
+        for spec in specs
+        if spec.feature not in problem.features
+    ]
+    found += [
+        f"directional check on {s.feature!r}, which is not numeric"
+        for s in tests.directional
+        if s.feature not in numeric
+    ]
+    found += [
+        f"invariance check on {s.feature!r} needs values or a delta"
+        for s in tests.invariance
+        if not s.values and s.delta is None
+    ]
+    attribute = tests.sensitive_attribute
+    if attribute is not None and attribute not in problem.features:
+        found.append(f"sensitive attribute {attribute!r} is not a feature")
+    return found
+
+
+def run_document(settings: Settings, execution_name: str, champion: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "execution_name": execution_name,
+        "problem": json.loads(settings.problem.model_dump_json()),
+        "model_tests": json.loads(settings.model_tests.model_dump_json()),
+        "min_primary_metric": settings.thresholds.min_primary_metric,
+        "champion": champion,
+    }
+
+
+def start_run(
+    settings: Settings,
+    *,
+    execution_name: str,
+    dataset: str | None,
+    poll_seconds: int,
+    s3: Any,
+    sagemaker: Any,
+    artifacts_bucket: str,
+) -> dict[str, Any]:
+    """Validate, find the champion, write the run document; returns what later states need."""
+    if dataset not in (None, settings.problem.dataset.name):
+        raise InvalidRunError(
+            f"dataset {dataset!r} is not the configured problem's {settings.problem.dataset.name!r}"
+        )
+    problems = settings_problems(settings)
+    if problems:
+        raise InvalidRunError("model_tests settings: " + "; ".join(problems))
+    champion = registry.champion_summary(sagemaker, settings.model_package_group)
+    prefix = f"{RUNS_PREFIX}{execution_name}/"
+    document = run_document(settings, execution_name, champion)
+    s3.put_object(
+        Bucket=artifacts_bucket, Key=f"{prefix}run.json", Body=json.dumps(document, indent=2).encode()
+    )
+    return {
+        "dataset": settings.problem.dataset.name,
+        "poll_seconds": poll_seconds,
+        "run_prefix": f"s3://{artifacts_bucket}/{prefix}",
+        "champion_version": champion["version"] if champion else None,
+    }
+
+
+class Failure(BaseModel):
+    """What the state machine's Catch hands to the failure report."""
+
+    execution_name: str
+    execution_arn: str = ""
+    error: str = "States.Unknown"
+    cause: str = ""
+    state: dict[str, Any] = {}
+
+
+def write_failure_report(s3: Any, bucket: str, failure: Failure) -> str:
+    """Write the report of one failed run; returns its URI. A JSON cause (Lambda errors) is parsed."""
+    try:
+        cause: Any = json.loads(failure.cause)
+    except ValueError:
+        cause = failure.cause
+    report = {
+        "execution_name": failure.execution_name,
+        "execution_arn": failure.execution_arn,
+        "error": failure.error,
+        "cause": cause,
+        "reported_at": datetime.now(UTC).isoformat(),
+        "state": failure.state,
+    }
+    key = f"{FAILURES_PREFIX}{failure.execution_name}/report.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(report, indent=2, default=str).encode())
+    return f"s3://{bucket}/{key}"
