@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlcycle import aws, deployment, events, runtime
+from mlcycle import aws, deployment, events, lineage, runtime
 
 logger = Logger()
 tracer = Tracer()
@@ -29,6 +29,13 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         capture_uri=f"s3://{env.monitoring_bucket}/capture",
     )
     detail = asdict(result)
+    if env.lineage_table:
+        lineage.record_deployment(
+            lineage.LineageStore(env.lineage_table, client=aws.client("dynamodb")),
+            model_package_arn=package_arn,
+            endpoint=result.endpoint_name,
+            endpoint_config=result.endpoint_config_name,
+        )
     if result.action != "unchanged":
         events.publish(aws.client("events"), env.event_bus, events.MODEL_DEPLOYED, detail)
     logger.info("model deployed", extra=detail)

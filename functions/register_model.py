@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from mlcycle import aws, events, registry, runtime
+from mlcycle import lineage as mlcycle_lineage
 from mlcycle.config import Settings
 
 logger = Logger()
@@ -58,6 +59,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         sagemaker, aws.client("s3"), request.training_job_name, request.evaluation_prefix
     )
     registration = registry.register(settings, result, lineage(request, settings), sagemaker=sagemaker)
+    if env.lineage_table:
+        mlcycle_lineage.record_model(
+            mlcycle_lineage.LineageStore(env.lineage_table, client=aws.client("dynamodb")),
+            training_job=request.training_job_name,
+            training_set_id=request.training_set.training_set_id,
+            model_package_arn=registration.model_package_arn,
+            metrics=result.metrics,
+        )
     detail = asdict(registration) | {"metrics": result.metrics, "evaluation_uri": result.evaluation_uri}
     bus = aws.client("events")
     events.publish(bus, env.event_bus, events.MODEL_REGISTERED, detail)

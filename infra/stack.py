@@ -75,9 +75,14 @@ class MlcycleStack(cdk.Stack):
             sagemaker_role=self.training.sagemaker_role,
             functions=functions,
         )
-        # Training-set builds record lineage (curated versions -> build -> training set).
-        self.lineage.grant_record(self.training.build_training_set)
-        self.training.build_training_set.add_environment(LINEAGE_TABLE, self.lineage.table.table_name)
+        # Lineage: curated versions -> build -> training set -> training run -> model -> deployment.
+        for recorder in (
+            self.training.build_training_set,
+            self.training.register_model,
+            self.serving.deploy_model,
+        ):
+            self.lineage.grant_record(recorder)
+            recorder.add_environment(LINEAGE_TABLE, self.lineage.table.table_name)
         self.retraining = Retraining(
             self, "Retraining", settings=settings, bus=bus, state_machine=self.training.state_machine, key=key
         )

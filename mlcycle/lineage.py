@@ -294,3 +294,39 @@ def create_table(client: Any, table_name: str) -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+def model_id(model_package_arn: str) -> str:
+    """A model version's artifact id: ``model:{group}/{version}`` from its package ARN."""
+    return artifact_id(MODEL, model_package_arn.split(":model-package/", 1)[-1])
+
+
+def record_model(
+    store: LineageStore,
+    *,
+    training_job: str,
+    training_set_id: str,
+    model_package_arn: str,
+    metrics: dict[str, float],
+) -> None:
+    """training set -> training run -> model version (the registry holds the rest of its story)."""
+    store.record(
+        Execution(
+            artifact_id(TRAIN_MODEL, training_job), TRAIN_MODEL, properties={"training_job": training_job}
+        ),
+        inputs=[Artifact(artifact_id(TRAINING_SET, training_set_id), TRAINING_SET)],
+        outputs=[Artifact(model_id(model_package_arn), MODEL, model_package_arn, {"metrics": metrics})],
+    )
+
+
+def record_deployment(
+    store: LineageStore, *, model_package_arn: str, endpoint: str, endpoint_config: str
+) -> None:
+    """model version -> deploy -> endpoint configuration (a deployment is the config an endpoint serves)."""
+    store.record(
+        Execution(
+            artifact_id(DEPLOY_MODEL, endpoint_config), DEPLOY_MODEL, properties={"endpoint": endpoint}
+        ),
+        inputs=[Artifact(model_id(model_package_arn), MODEL, model_package_arn)],
+        outputs=[Artifact(artifact_id(DEPLOYMENT, endpoint_config), DEPLOYMENT, f"endpoint/{endpoint}")],
+    )

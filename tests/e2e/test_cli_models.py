@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlcycle import cycle
-from mlcycle.commands.connect import connect
 from mlcycle.config import load_settings
-from mlcycle.cycle import bundled_dataset, wait_for_curated
+from mlcycle.cycle import bundled_dataset
 from mlcycle.local.server import free_port
 from tests.e2e.conftest import cli_env as _env
 
@@ -39,13 +37,14 @@ def test_train_then_manage_versions(tmp_path: Path, assembly: Path) -> None:
         # GIVEN no data yet, training fails with a clear reason
         first = _mlcycle(tmp_path, "train", "--wait")
         assert first.returncode == 1 and "no curated data" in first.stderr
-        # AND once an upload is curated (through the service's real S3 trigger) ...
-        with pytest.MonkeyPatch.context() as mp:
-            mp.chdir(tmp_path)
-            connection = connect(load_settings())
-        s3 = connection.client("s3")
-        s3.upload_file(str(bundled_dataset()), connection.platform.landing_bucket, "uploads/churn/churn.csv")
-        wait_for_curated(cycle.Clients(s3, None, None, None), connection.platform, "churn", lambda _m: None)
+        # AND once an upload is curated, through `mlcycle data upload --wait` and the service's S3 trigger
+        uploaded = _mlcycle(tmp_path, "data", "upload", str(bundled_dataset()), "--wait")
+        assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+        assert "4997" in uploaded.stdout and "3" in uploaded.stdout
+        assert "churn" in _mlcycle(tmp_path, "data", "list").stdout
+        queried = _mlcycle(tmp_path, "query", "select count(*) as n from churn")
+        assert queried.returncode == 0, queried.stderr
+        assert "4997" in queried.stdout
         # WHEN training runs
         trained = _mlcycle(tmp_path, "train", "--wait")
         assert trained.returncode == 0, trained.stdout + trained.stderr
@@ -60,5 +59,11 @@ def test_train_then_manage_versions(tmp_path: Path, assembly: Path) -> None:
         assert "no approved version" in _mlcycle(tmp_path, "models", "show", "champion").stderr
         compared = _mlcycle(tmp_path, "models", "compare", "1", "1")
         assert "roc_auc" in compared.stdout and "0.0000" in compared.stdout
+        # AND the model's lineage runs back through the training set to the upload
+        chain = _mlcycle(tmp_path, "lineage", f"{load_settings().model_package_group}/1")
+        assert chain.returncode == 0, chain.stderr
+        assert all(kind in chain.stdout for kind in ("training_set", "curated_version", "upload")), (
+            chain.stdout
+        )
     finally:
         _mlcycle(tmp_path, "local", "down")
