@@ -47,11 +47,12 @@ class Clients:
     sfn: Any
     sagemaker: Any
     runtime: Any
+    dynamodb: Any
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> Clients:
         session = boto3.session.Session(region_name=region)
-        services = ("s3", "stepfunctions", "sagemaker", "sagemaker-runtime")
+        services = ("s3", "stepfunctions", "sagemaker", "sagemaker-runtime", "dynamodb")
         return cls(*(session.client(s, endpoint_url=endpoint_url) for s in services))  # type: ignore[call-overload]
 
 
@@ -139,6 +140,17 @@ def _failure(sfn: Any, arn: str, described: dict[str, Any]) -> str:
         if details:
             return f"{details.get('error', '')}: {details.get('cause', '')}"
     return "no reason recorded"
+
+
+def show_lineage(clients: Clients, platform: Platform, model_package_arn: str, say: Say) -> None:
+    """The model's chain, upstream to the upload and downstream to its deployment."""
+    from mlcycle import lineage
+
+    store = lineage.LineageStore(platform.lineage_table, client=clients.dynamodb)
+    model = lineage.model_id(model_package_arn)
+    upstream, downstream = store.trace(model, "upstream"), store.trace(model, "downstream")
+    for line in lineage.render(store.artifact(model), upstream, downstream).splitlines():
+        say(f"  {line}")
 
 
 def wait_for_endpoint(clients: Clients, settings: Settings, say: Say, timeout: float = 180) -> dict[str, Any]:

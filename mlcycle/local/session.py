@@ -82,6 +82,8 @@ def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: 
         )
         steps("waiting for the approval event to deploy the model to the endpoint")
         cycle.wait_for_endpoint(c, settings, say)
+        steps("tracing the model's lineage (lineage store)")
+        cycle.show_lineage(c, p, str(registration.get("model_package_arn")), say)
         steps("invoking the endpoint with held-out rows")
         scores = cycle.score_holdout(c, settings, say)
         steps("stopping the embedded AWS")
