@@ -14,7 +14,12 @@ HANDLERS = {
     },
     "functions.build_training_set.handler": {env.CURATED_BUCKET, env.ARTIFACTS_BUCKET, env.LINEAGE_TABLE},
     "functions.register_model.handler": {env.ARTIFACTS_BUCKET, env.EVENT_BUS, env.LINEAGE_TABLE},
-    "functions.deploy_model.handler": {env.MONITORING_BUCKET, env.EVENT_BUS, env.SAGEMAKER_ROLE_ARN, env.LINEAGE_TABLE},
+    "functions.deploy_model.handler": {
+        env.MONITORING_BUCKET,
+        env.EVENT_BUS,
+        env.SAGEMAKER_ROLE_ARN,
+        env.LINEAGE_TABLE,
+    },
 }
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/x86_64/python3.13/latest"
 
