@@ -6,34 +6,20 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlcycle import aws, runtime
 from mlcycle.data.training_sets import build_training_set
 from mlcycle.lineage import LineageStore
+from mlcycle.pipeline_runs import PipelineRequest
 
 logger = Logger()
 tracer = Tracer()
-
-DEFAULT_POLL_SECONDS = 30
-
-
-class PipelineInput(BaseModel):
-    """What a caller may pass when starting the training pipeline."""
-
-    dataset: str | None = None
-    poll_seconds: int = DEFAULT_POLL_SECONDS
-
-
-class Request(BaseModel):
-    execution_name: str
-    input: PipelineInput = PipelineInput()
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = Request.model_validate(event)
+    request = PipelineRequest.model_validate(event)
     settings, env = runtime.settings(), runtime.environment()
     dataset = request.input.dataset
     if dataset not in (None, settings.problem.dataset.name):

@@ -10,30 +10,18 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field
 
 from mlcycle import aws, pipeline_runs, runtime
+from mlcycle.pipeline_runs import PipelineRequest
 
 logger = Logger()
 tracer = Tracer()
 
 
-class PipelineInput(BaseModel):
-    """What a caller may pass when starting the training pipeline."""
-
-    dataset: str | None = None
-    poll_seconds: int = Field(default=30, ge=1, le=3600)
-
-
-class Request(BaseModel):
-    execution_name: str
-    input: PipelineInput = PipelineInput()
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = Request.model_validate(event)
+    request = PipelineRequest.model_validate(event)
     settings, env = runtime.settings(), runtime.environment()
     run = pipeline_runs.start_run(
         settings,

@@ -11,13 +11,27 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mlcycle import registry
 from mlcycle.config import Settings
 
 RUNS_PREFIX = "runs/"
 FAILURES_PREFIX = "failures/"
+
+
+class PipelineInput(BaseModel):
+    """What a caller may pass when starting the training pipeline."""
+
+    dataset: str | None = None
+    poll_seconds: int = Field(default=30, ge=1, le=3600)
+
+
+class PipelineRequest(BaseModel):
+    """What the state machine hands its first steps: the execution's name and its input."""
+
+    execution_name: str
+    input: PipelineInput = PipelineInput()
 
 
 class InvalidRunError(ValueError):

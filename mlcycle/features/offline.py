@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from mlcycle.config import ColumnType, DatasetContract, FeatureViewSpec
+from mlcycle.data.catalog import GLUE_TYPES, PARQUET_INPUT, PARQUET_OUTPUT, PARQUET_SERDE
 from mlcycle.features.engines import s3_filesystem
 from mlcycle.features.sql import INGESTED_AT, PARTITION_COLUMN
 
@@ -32,16 +33,6 @@ ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     "bool": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
-GLUE_TYPES: dict[ColumnType, str] = {
-    "string": "string",
-    "int": "bigint",
-    "float": "double",
-    "bool": "boolean",
-    "timestamp": "timestamp",
-}
-PARQUET_INPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 
 def view_columns(spec: FeatureViewSpec, contract: DatasetContract) -> list[tuple[str, ColumnType]]:
@@ -73,8 +64,8 @@ def glue_table_input(spec: FeatureViewSpec, contract: DatasetContract, location:
         "StorageDescriptor": {
             "Columns": glue_columns(spec, contract),
             "Location": location,
-            "InputFormat": PARQUET_INPUT_FORMAT,
-            "OutputFormat": PARQUET_OUTPUT_FORMAT,
+            "InputFormat": PARQUET_INPUT,
+            "OutputFormat": PARQUET_OUTPUT,
             "SerdeInfo": {"SerializationLibrary": PARQUET_SERDE},
         },
     }

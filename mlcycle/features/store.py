@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 
 from mlcycle import aws
 from mlcycle.config import DatasetContract, FeatureViewSpec, Settings
+from mlcycle.data.catalog import GLUE_TYPES
 from mlcycle.features import sql
 from mlcycle.features.engines import AthenaEngine, DuckDBEngine
-from mlcycle.features.offline import ARROW_TYPES, GLUE_TYPES, OfflineStore, S3Objects
+from mlcycle.features.offline import ARROW_TYPES, OfflineStore, S3Objects
 from mlcycle.features.online import EntityId, OnlineStore
 from mlcycle.features.search import SortedSearchEngine
 
