@@ -65,5 +65,9 @@ def test_athena_engine_speaks_the_api(aws: Any) -> None:
         Name="wg", Configuration={"ResultConfiguration": {"OutputLocation": "s3://curated/q/"}}
     )
     # moto accepts any SQL and answers canned rows: this checks the calls and the result shape only
-    result = query.run_athena("select 1", athena=athena, workgroup="wg", database="lake")
-    assert result.num_columns >= 0
+    result = query.run_athena("select 1 as one", athena=athena, workgroup="wg", database="lake")
+    (execution_id,) = athena.list_query_executions(WorkGroup="wg")["QueryExecutionIds"]
+    execution = athena.get_query_execution(QueryExecutionId=execution_id)["QueryExecution"]
+    assert execution["Query"] == "select 1 as one"
+    assert execution["QueryExecutionContext"]["Database"] == "lake"
+    assert isinstance(result.to_pylist(), list)
