@@ -1,4 +1,5 @@
-"""Step Functions task: curated data -> train/test split in the artifacts bucket."""
+"""Step Functions task: curated data (joined point in time with the feature store's views when they
+provide the problem's features) -> train/test split in the artifacts bucket."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlcycle import aws, runtime
 from mlcycle.data.training_sets import build_training_set
+from mlcycle.features import FeatureStore
 from mlcycle.lineage import LineageStore
 from mlcycle.pipeline_runs import PipelineRequest
 
@@ -26,6 +28,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise ValueError(
             f"dataset {dataset!r} is not the configured problem's {settings.problem.dataset.name!r}"
         )
+    store = (
+        FeatureStore.from_settings(
+            settings,
+            features_bucket=env.features_bucket,
+            glue_database=env.glue_database or None,
+            s3=aws.client("s3"),
+        )
+        if env.features_bucket and settings.feature_views
+        else None
+    )
     result = build_training_set(
         settings.problem,
         s3=aws.client("s3"),
@@ -33,6 +45,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         artifacts_bucket=env.artifacts_bucket,
         training_set_id=request.execution_name,
         lineage=LineageStore(env.lineage_table, client=aws.client("dynamodb")) if env.lineage_table else None,
+        feature_store=store,
+        feature_time_suffix=settings.model_tests.feature_time_suffix,
+        glue_database=env.glue_database or None,
     )
     logger.info("training set built", extra=result.__dict__)
     return result.__dict__ | {"poll_seconds": request.input.poll_seconds}

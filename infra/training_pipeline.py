@@ -280,25 +280,37 @@ class TrainingPipeline(Construct):
 
     def _build_training_set_function(self, functions: FunctionFactory) -> lambda_.Function:
         lake = self._lake
+        point_in_time = bool(self._settings.feature_views)
         fn = functions.function(
             self,
             "BuildTrainingSetFunction",
             handler="functions.build_training_set.handler",
-            description="Curated Parquet -> train/test Parquet in the artifacts bucket",
+            description="Curated Parquet (+ feature views, point in time) -> train/test Parquet",
             environment=env.build(
-                self._settings, "build_training_set", curated=lake.curated, artifacts=lake.artifacts
+                self._settings,
+                "build_training_set",
+                curated=lake.curated,
+                artifacts=lake.artifacts,
+                # The offline store is read straight from S3 (object listing); the Glue database only
+                # names the views' tables in the manifest, so no Glue permission is granted.
+                features=lake.features if point_in_time else None,
+                glue_database=lake.glue_database_name if point_in_time else None,
             ),
         )
         lake.curated.grant_read(fn)
         lake.artifacts.grant_read_write(fn)
+        if point_in_time:
+            lake.features.grant_read(fn)
         acknowledge(
             fn.role or fn,
             *iam5_actions("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"),
             *iam5_actions("kms:GenerateDataKey*", "kms:ReEncrypt*"),
             iam5_resource(lake.curated),
             iam5_resource(lake.artifacts),
-            reason="CDK bucket/key grants: reads curated partitions of any date and writes training sets "
-            "under a new id per run, so object-level wildcards on our own buckets are needed.",
+            *([iam5_resource(lake.features)] if point_in_time else []),
+            reason="CDK bucket/key grants: reads curated partitions of any date (and feature partitions of "
+            "any view and date) and writes training sets under a new id per run, so object-level "
+            "wildcards on our own buckets are needed.",
         )
         return fn
 

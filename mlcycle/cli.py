@@ -59,7 +59,7 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle.local.session import run_demo
 
-    return run_demo(settings, port=args.port, assembly=Path(args.out), say=_say, steps=_Steps(9))
+    return run_demo(settings, port=args.port, assembly=Path(args.out), say=_say, steps=_Steps(10))
 
 
 def cmd_local(args: argparse.Namespace, settings: Settings) -> int:

@@ -84,6 +84,42 @@ def wait_for_curated(
     return keys
 
 
+def wait_for_features(
+    clients: Clients,
+    platform: Platform,
+    settings: Settings,
+    keys: list[str],
+    say: Say,
+    *,
+    timeout: float = 120,
+) -> None:
+    """Wait until the ingest function has written every curated object in ``keys`` to each feature view
+    of its dataset: one offline object per view and event date, named after the upload (the batch)."""
+    dataset = settings.problem.dataset
+    views = [v for v in settings.feature_views if v.source == dataset.name]
+    if not views or not platform.features_bucket:
+        return
+    wanted: set[str] = set()
+    for key in keys:
+        rows = pd.read_parquet(io.BytesIO(_get(clients.s3, platform.curated_bucket, key)))
+        batch = Path(key).stem
+        for view in views:
+            days = pd.to_datetime(rows[view.event_timestamp], utc=True).dropna().dt.strftime("%Y-%m-%d")
+            wanted |= {f"{view.name}/event_date={day}/{batch}.parquet" for day in set(days)}
+
+    def written() -> bool:
+        paginator = clients.s3.get_paginator("list_objects_v2")
+        found = {
+            o["Key"]
+            for page in paginator.paginate(Bucket=platform.features_bucket)
+            for o in page.get("Contents", [])
+        }
+        return wanted <= found
+
+    wait_for("feature ingestion of the curated data", written, timeout)
+    say(f"ingest-features wrote {len(wanted)} offline partition object(s) to {len(views)} feature view(s)")
+
+
 def _quarantine_reports(clients: Clients, platform: Platform, dataset: str) -> list[dict[str, Any]]:
     found = clients.s3.list_objects_v2(Bucket=platform.curated_bucket, Prefix=f"quarantine/{dataset}/")
     keys = [o["Key"] for o in found.get("Contents", []) if o["Key"].endswith("report.json")]

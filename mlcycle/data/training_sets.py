@@ -4,6 +4,12 @@ The split is by a hash of the entity key, so an entity never lands on both sides
 same data gives the same split. The manifest names every curated object (with its S3 version) the set
 was built from and the dataset versions (upload manifests, with their S3 versions) those belong to;
 lineage records curated versions -> build -> training set.
+
+Point in time (when the settings declare feature views providing every feature of the problem): the
+curated rows give only the entity rows (key, event time, target; latest row per key), and the features
+come from the feature store's offline views as of each row's event time (``get_historical_features``),
+each view's chosen event time kept as ``{view}{feature_time_suffix}`` so the pre-training leakage check
+runs on it. Without such views the curated rows' own columns are the features, as before.
 """
 
 from __future__ import annotations
@@ -17,8 +23,13 @@ from typing import Any
 import pandas as pd
 
 from mlcycle import lineage as lin
-from mlcycle.config import ProblemConfig
+from mlcycle.config import FeatureViewSpec, ProblemConfig
 from mlcycle.data.manifests import manifest_key, upload_id_of
+from mlcycle.features.store import FeatureStore
+
+#: Above this fraction of entity rows without a value from some view, the build refuses (the offline
+#: store lacks the data: ingestion has not run or is behind); below it those rows are left out.
+MAX_ROWS_WITHOUT_FEATURES = 0.5
 
 
 class InsufficientDataError(ValueError):
@@ -63,13 +74,40 @@ def _read_curated(s3: Any, bucket: str, dataset: str) -> tuple[pd.DataFrame, lis
     return pd.concat(frames, ignore_index=True), sources
 
 
+def latest(frame: pd.DataFrame, problem: ProblemConfig) -> pd.DataFrame:
+    """The latest row per key (by event time, then input order); every row when the contract has no key."""
+    contract = problem.dataset
+    if contract.key is None:
+        return frame
+    if contract.event_time is not None:
+        frame = frame.sort_values(contract.event_time, kind="stable")
+    return frame.drop_duplicates(contract.key, keep="last")
+
+
+def covering_views(views: tuple[FeatureViewSpec, ...], problem: ProblemConfig) -> list[FeatureViewSpec]:
+    """The views (in settings order) that provide the problem's features, keyed by the dataset's key.
+
+    Empty unless every feature is provided and the contract has a key and an event time to join on.
+    """
+    contract = problem.dataset
+    if contract.key is None or contract.event_time is None:
+        return []
+    usable = [v for v in views if v.entity_keys == (contract.key,)]
+    chosen: list[FeatureViewSpec] = []
+    for feature in problem.features:
+        view = next((v for v in usable if feature in v.feature_names), None)
+        if view is None:
+            return []
+        if view not in chosen:
+            chosen.append(view)
+    return chosen
+
+
 def split(frame: pd.DataFrame, problem: ProblemConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Latest row per key, then a deterministic hash split on the key."""
     contract = problem.dataset
+    frame = latest(frame, problem)
     if contract.key is not None:
-        if contract.event_time is not None:
-            frame = frame.sort_values(contract.event_time, kind="stable")
-        frame = frame.drop_duplicates(contract.key, keep="last")
         salted = frame[contract.key].astype(str) + f":{problem.seed}"
     else:
         salted = pd.Series(range(len(frame)), index=frame.index).astype(str) + f":{problem.seed}"
@@ -87,9 +125,20 @@ def build_training_set(
     training_set_id: str,
     min_rows: int = 50,
     lineage: lin.LineageStore | None = None,
+    feature_store: FeatureStore | None = None,
+    feature_time_suffix: str = "__event_time",
+    glue_database: str | None = None,
 ) -> TrainingSet:
+    """Curated rows (or, with a store whose views cover the features, entity rows joined point in time)
+    -> train/test Parquet and a manifest. Raises :class:`InsufficientDataError` on too little data."""
     dataset = problem.dataset.name
     frame, sources = _read_curated(s3, curated_bucket, dataset)
+    views = covering_views(feature_store.views, problem) if feature_store is not None else []
+    point_in_time: dict[str, Any] = {"feature_views": [], "rows_without_features": 0}
+    if feature_store is not None and views:
+        frame, point_in_time = _point_in_time(
+            frame, problem, feature_store, views, suffix=feature_time_suffix, glue_database=glue_database
+        )
     train, test = split(frame, problem)
     if len(train) < min_rows or len(test) == 0:
         raise InsufficientDataError(f"{len(train)} training and {len(test)} test rows; need {min_rows} and 1")
@@ -113,6 +162,7 @@ def build_training_set(
         "dataset_versions": versions,
         "seed": problem.seed,
         "test_fraction": problem.test_fraction,
+        **point_in_time,
     }
     s3.put_object(
         Bucket=artifacts_bucket, Key=f"{prefix}manifest.json", Body=json.dumps(manifest, indent=2).encode()
@@ -120,6 +170,54 @@ def build_training_set(
     if lineage is not None:
         _record_lineage(lineage, result, versions)
     return result
+
+
+def _point_in_time(
+    frame: pd.DataFrame,
+    problem: ProblemConfig,
+    store: FeatureStore,
+    views: list[FeatureViewSpec],
+    *,
+    suffix: str,
+    glue_database: str | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Entity rows (key, event time, target of the latest row per key) with the views' features as of
+    their event time; rows some view has no value for are left out, unless they are most rows."""
+    contract = problem.dataset
+    assert contract.key is not None and contract.event_time is not None  # covering_views checked
+    entity = latest(frame, problem)[[contract.key, contract.event_time, problem.target]]
+    joined = store.get_historical_features(
+        entity.reset_index(drop=True),
+        [v.name for v in views],
+        timestamp_column=contract.event_time,
+        event_time_suffix=suffix,
+    ).to_pandas()
+    stamps = [f"{v.name}{suffix}" for v in views]
+    unmatched = joined[stamps].isna().any(axis=1)
+    missing = int(unmatched.sum())
+    locations = {v.name: store.offline.location(v.name) for v in views}
+    if len(joined) and missing > MAX_ROWS_WITHOUT_FEATURES * len(joined):
+        per_view = ", ".join(
+            f"{v.name}: {int(joined[s].isna().sum())}" for v, s in zip(views, stamps, strict=True)
+        )
+        raise InsufficientDataError(
+            f"{missing} of {len(joined)} entity rows of dataset {contract.name!r} have no feature values "
+            f"as of their {contract.event_time!r} ({per_view} rows without a value) in the offline store "
+            f"({', '.join(locations.values())}); ingest the curated data into the feature views first"
+        )
+    described = [
+        {
+            "name": v.name,
+            "features": list(v.feature_names),
+            "offline_uri": locations[v.name],
+            "glue_table": f"{glue_database}.{v.name}" if glue_database else None,
+            "ttl_seconds": v.ttl_seconds,
+            "event_time_column": f"{v.name}{suffix}",
+        }
+        for v in views
+    ]
+    kept = joined[~unmatched].reset_index(drop=True)
+    return kept, {"feature_views": described, "rows_without_features": missing}
 
 
 def _dataset_versions(

@@ -114,6 +114,7 @@ class FeatureStore:
         timestamp_column: str = DEFAULT_TIMESTAMP_COLUMN,
         leakage_guard: bool = True,
         full_feature_names: bool = False,
+        event_time_suffix: str | None = None,
     ) -> pa.Table:
         """Each entity row (in order, duplicates kept) with the views' features as of its event time.
 
@@ -121,6 +122,8 @@ class FeatureStore:
         a later one; with ``leakage_guard`` (default) rows created after that time are invisible too.
         Rows with no such value keep their place with nulls. The store's embedded engine runs the join
         (sorted search by default; ``engine="duckdb"`` runs the SQL builder's text in DuckDB instead).
+        With ``event_time_suffix``, each view's chosen event time comes along as ``{view}{suffix}`` (null
+        where the row got no value), for checks that no feature is newer than its row.
         """
         chosen = self._selected(views)
         entity = _entity_table(entity_rows, timestamp_column)
@@ -131,6 +134,7 @@ class FeatureStore:
             leakage_guard=leakage_guard,
             full_feature_names=full_feature_names,
             entity_table=_ENTITY_TABLE,
+            event_time_suffix=event_time_suffix,
         )
         bounds = _time_bounds(entity, timestamp_column)
         tables = {
@@ -217,12 +221,13 @@ class FeatureStore:
         leakage_guard: bool,
         full_feature_names: bool,
         entity_table: str,
+        event_time_suffix: str | None = None,
     ) -> sql.PointInTimeQuery:
         for view in chosen:
             missing = [k for k in view.entity_keys if k not in entity.column_names]
             if missing:
                 raise FeatureStoreError(f"entity rows lack the keys {missing} of feature view {view.name!r}")
-        outputs = _outputs(chosen, entity.column_names, full_feature_names)
+        outputs = _outputs(chosen, entity.column_names, full_feature_names, event_time_suffix)
         sources = tuple(sql.ViewSource(v, f"__view_{i}", outputs[v.name]) for i, v in enumerate(chosen))
         return sql.PointInTimeQuery(
             entity_table, tuple(entity.column_names), timestamp_column, sources, leakage_guard
@@ -302,11 +307,16 @@ def _encode_keys(
 
 
 def _outputs(
-    chosen: list[FeatureViewSpec], entity_columns: Sequence[str], full: bool
+    chosen: list[FeatureViewSpec],
+    entity_columns: Sequence[str],
+    full: bool,
+    event_time_suffix: str | None = None,
 ) -> dict[str, tuple[tuple[str, str], ...]]:
     taken, outputs = set(entity_columns), {}
     for view in chosen:
         names = tuple((f, f"{view.name}__{f}" if full else f) for f in view.feature_names)
+        if event_time_suffix is not None:
+            names += ((view.event_timestamp, f"{view.name}{event_time_suffix}"),)
         clashes = [out for _, out in names if out in taken]
         if clashes:
             raise FeatureStoreError(

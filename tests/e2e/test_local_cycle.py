@@ -42,6 +42,8 @@ def test_upload_train_register_deploy_invoke(fresh_platform: LocalPlatform, sett
     # THEN prepare-data curates the good rows and quarantines the broken ones
     keys = cycle.wait_for_curated(c, p, "churn", _say(log))
     assert len(keys) == 1 and keys[0].endswith(".parquet")
+    # AND the ingest function fills the feature views the training set is joined from
+    cycle.wait_for_features(c, p, settings, keys, _say(log))
     quarantined = c.s3.list_objects_v2(Bucket=p.curated_bucket, Prefix="quarantine/churn/")["Contents"]
     assert {Path(o["Key"]).name for o in quarantined} == {"rows.csv", "report.json"}
 
@@ -95,7 +97,8 @@ def test_failing_training_script_fails_the_execution_and_registers_nothing(
     upload = tmp_path / "one-class.csv"
     churn.generate(300, seed=4).assign(churned=0).to_csv(upload, index=False)
     cycle.upload(c, p, upload, "churn", lambda _m: None)
-    cycle.wait_for_curated(c, p, "churn", lambda _m: None)
+    keys = cycle.wait_for_curated(c, p, "churn", lambda _m: None)
+    cycle.wait_for_features(c, p, settings, keys, lambda _m: None)
     # WHEN the pipeline runs
     with pytest.raises(cycle.CycleError) as failure:
         cycle.run_training(c, p, lambda _m: None)

@@ -3,8 +3,9 @@
 One platform for the module; the cases run in order and build on each other's registry state:
 a job that fails (Catch path) -> a model that passes and is auto-approved (through a throttled
 SageMaker call the Retry absorbs) -> a challenger that loses to the champion (review requested) ->
-a model that fails a post-training test (nothing registered). Curated data is written directly, so
-the runs do not wait on prepare-data and feature ingestion.
+a model that fails a post-training test (nothing registered). Curated data is written directly and
+ingested into the feature views with the library (``mlcycle.features.ingest``), so the runs do not wait
+on prepare-data and the ingest function; BuildTrainingSet joins the features point in time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import pytest
 from mlcycle import cycle
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
+from mlcycle.data.training_sets import InsufficientDataError
 from mlcycle.example import churn
+from mlcycle.features import FeatureStore, ingest_rows
 from mlcycle.local.session import LocalPlatform, local_platform
 
 pytestmark = pytest.mark.e2e
@@ -87,12 +90,31 @@ def bus_events(local: LocalPlatform, settings: Settings) -> Any:
     return drain
 
 
-def _curate(local: LocalPlatform, frame: pd.DataFrame, name: str) -> str:
+def _curate(
+    local: LocalPlatform, settings: Settings, frame: pd.DataFrame, name: str, *, features: bool = True
+) -> list[str]:
+    """Curated Parquet for ``frame`` (and, unless told not to, its rows in the feature views, batch
+    ``name``); the keys written, for cleanup."""
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     key = CURATED_KEY.format(name=name)
     local.clients.s3.put_object(Bucket=local.platform.curated_bucket, Key=key, Body=buffer.getvalue())
-    return key
+    if not features:
+        return [key]
+    store = FeatureStore.from_settings(
+        settings, features_bucket=local.platform.features_bucket, s3=local.clients.s3
+    )
+    ingested = ingest_rows(store, settings.problem.dataset.name, frame, batch_id=name)
+    return [key] + [
+        f"{v.view}/event_date={day}/{name}.parquet" for v in ingested.views for day in v.partitions
+    ]
+
+
+def _delete(local: LocalPlatform, keys: list[str]) -> None:
+    curated, features = keys[0], keys[1:]
+    local.clients.s3.delete_object(Bucket=local.platform.curated_bucket, Key=curated)
+    for key in features:
+        local.clients.s3.delete_object(Bucket=local.platform.features_bucket, Key=key)
 
 
 def _run(local: LocalPlatform, timeout: float = 300) -> Run:
@@ -134,14 +156,31 @@ def _set_champion_metric(local: LocalPlatform, settings: Settings, value: float)
     )
 
 
+def test_curated_data_without_features_fails_the_build_clearly(
+    local: LocalPlatform, settings: Settings, bus_events: Any
+) -> None:
+    # GIVEN curated data the feature views never ingested (the offline store lacks it)
+    keys = _curate(local, settings, churn.generate(400, seed=5), "unfeatured", features=False)
+    # WHEN the pipeline runs
+    run = _run(local)
+    _delete(local, keys)
+    # THEN BuildTrainingSet refuses with the reason, through the failure path, and trains nothing
+    assert run.status == "FAILED", run.output
+    assert InsufficientDataError.__name__ in run.error + run.cause
+    assert "no feature values" in run.cause and "customer_profile" in run.cause
+    assert "TrainModel" not in run.states and run.states[-2:] == ["ReportFailure", "PipelineFailed"]
+    assert [e["detail"]["execution_arn"] for e in _of_type(bus_events(), "TrainingFailed")] == [run.arn]
+    assert _packages(local, settings) == []
+
+
 def test_failing_job_is_caught_reported_and_announced(
     local: LocalPlatform, settings: Settings, bus_events: Any
 ) -> None:
     # GIVEN curated data with a single class, which the pre-training tests refuse
-    key = _curate(local, churn.generate(400, seed=3).assign(churned=0), "oneclass")
+    keys = _curate(local, settings, churn.generate(400, seed=3).assign(churned=0), "oneclass")
     # WHEN the pipeline runs
     run = _run(local)
-    local.clients.s3.delete_object(Bucket=local.platform.curated_bucket, Key=key)
+    _delete(local, keys)
     # THEN the job fails, the Catch path reports it, and the execution fails with the job's reason
     assert run.status == "FAILED" and run.error == "TrainingJobFailed"
     assert "label_balance" in run.cause and "single class" in run.cause
@@ -161,7 +200,7 @@ def test_passing_model_is_registered_and_auto_approved_through_a_throttle(
     from moto.sagemaker.models import SageMakerModelBackend
 
     # GIVEN good curated data, and a SageMaker that throttles the first DescribeProcessingJob
-    _curate(local, churn.generate(3000, seed=11), "good")
+    _curate(local, settings, churn.generate(3000, seed=11), "good")
     original, throttled = SageMakerModelBackend.describe_processing_job, list[bool]()
 
     def describe_once_throttled(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -199,6 +238,19 @@ def test_passing_model_is_registered_and_auto_approved_through_a_throttle(
     assert set(_json(local, baseline_uri)["features"]) == set(settings.problem.features)
     metadata = package["CustomerMetadataProperties"]
     assert metadata["training_set_id"] == run.name and metadata["execution_arn"] == run.arn
+    # AND the training set was joined point in time from the feature views, its timestamps kept
+    manifest = _json(local, metadata["training_set_manifest"])
+    views = {v["name"]: v for v in manifest["feature_views"]}
+    assert set(views) == {v.name for v in settings.feature_views}
+    assert all(v["offline_uri"].startswith(f"s3://{local.platform.features_bucket}/") for v in views.values())
+    assert manifest["rows_without_features"] == 0
+    bucket, key = split_s3_uri(run.output["training_set"]["train_uri"])
+    train = pd.read_parquet(
+        io.BytesIO(local.clients.s3.get_object(Bucket=bucket, Key=f"{key}data.parquet")["Body"].read())
+    )
+    suffix = settings.model_tests.feature_time_suffix
+    assert {f"{name}{suffix}" for name in views} <= set(train.columns)
+    assert set(settings.problem.features) <= set(train.columns)
     assert metadata["training_set_manifest"].endswith(f"training-sets/{run.name}/manifest.json")
     assert metadata["code_version"].startswith("s3://") and "max_iter" in metadata["parameters"]
     assert metadata["model_tests"].startswith("post_training tests: all")

@@ -12,7 +12,10 @@ HANDLERS = {
         *(env.CURATED_BUCKET, env.EVENT_BUS, env.GLUE_DATABASE, env.IDEMPOTENCY_TABLE),
         *(env.LINEAGE_TABLE, env.LARGE_UPLOAD_STATE_MACHINE),
     },
-    "functions.build_training_set.handler": {env.CURATED_BUCKET, env.ARTIFACTS_BUCKET, env.LINEAGE_TABLE},
+    "functions.build_training_set.handler": {
+        *(env.CURATED_BUCKET, env.ARTIFACTS_BUCKET, env.LINEAGE_TABLE),
+        *(env.FEATURES_BUCKET, env.GLUE_DATABASE),  # point-in-time features (the example declares views)
+    },
     "functions.register_model.handler": {env.ARTIFACTS_BUCKET, env.EVENT_BUS, env.LINEAGE_TABLE},
     "functions.deploy_model.handler": {
         env.MONITORING_BUCKET,
