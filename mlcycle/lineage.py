@@ -283,19 +283,6 @@ def _edge_items(event: LineageEvent) -> list[dict[str, Any]]:
     ]
 
 
-def create_table(client: Any, table_name: str) -> None:
-    """The table as infra declares it (pk/sk strings, on demand): for tests and scripts on moto."""
-    client.create_table(
-        TableName=table_name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
 def model_id(model_package_arn: str) -> str:
     """A model version's artifact id: ``model:{group}/{version}`` from its package ARN."""
     return artifact_id(MODEL, model_package_arn.split(":model-package/", 1)[-1])

@@ -48,6 +48,20 @@ def s3(moto_aws: None) -> Any:
     return boto3.client("s3", region_name=REGION)
 
 
+def make_key_table(dynamodb: Any, name: str) -> str:
+    """A pk/sk string-keyed, on-demand table: the shape of our lineage and online-store tables."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
 def make_bucket(s3: Any, name: str) -> str:
     s3.create_bucket(Bucket=name)
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})

@@ -14,7 +14,7 @@ import pytest
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.features import AthenaEngine, FeatureStore, ingest_curated, ingest_rows
-from tests.conftest import REGION, make_bucket
+from tests.conftest import REGION, make_bucket, make_key_table
 
 DATABASE = "mlcycle_dev"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -27,15 +27,7 @@ def clients(moto_aws: None) -> dict[str, Any]:
     make_bucket(out["s3"], "features")
     make_bucket(out["s3"], "curated")
     out["glue"].create_database(DatabaseInput={"Name": DATABASE})
-    out["dynamodb"].create_table(
-        TableName="online",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    make_key_table(out["dynamodb"], "online")
     return out
 
 

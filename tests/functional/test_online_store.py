@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mlcycle.config import FeatureSpec, FeatureViewSpec
 from mlcycle.features.online import OnlineStore
-from tests.conftest import REGION
+from tests.conftest import REGION, make_key_table
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -48,15 +48,7 @@ def dynamodb() -> Iterator[Any]:
 
 
 def _table(dynamodb: Any, name: str) -> OnlineStore:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    make_key_table(dynamodb, name)
     return OnlineStore(dynamodb, name, sleep=lambda _s: None)
 
 

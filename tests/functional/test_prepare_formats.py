@@ -21,7 +21,7 @@ from mlcycle.data.manifests import find_manifest, read_manifest
 from mlcycle.data.prepare import Recorders, Upload, prepare_upload
 from mlcycle.data.training_sets import build_training_set
 from mlcycle.example.churn import generate
-from tests.conftest import REGION, make_bucket
+from tests.conftest import REGION, make_bucket, make_key_table
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
 
@@ -153,7 +153,7 @@ def recorders(moto_aws: None, settings: Settings) -> Recorders:
         },
     )
     db = boto3.client("dynamodb", region_name=REGION)
-    lin.create_table(db, "lineage")
+    make_key_table(db, "lineage")
     return Recorders(glue=glue, glue_database="lake", lineage=lin.LineageStore("lineage", client=db))
 
 
