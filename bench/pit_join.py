@@ -33,9 +33,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 FEAST_VENV = HERE / ".venv-feast"
 FEAST_PACKAGES = ["feast[duckdb]", "pandas<3", "polars", "pyarrow", "duckdb"]
-#: ``mlcycle`` is the store's default (embedded sorted-search) engine; ``mlcycle-duckdb`` the SQL builder's
-#: text run by DuckDB (``FeatureStore(engine="duckdb")``).
-ENGINES = ("mlcycle", "mlcycle-duckdb", "polars", "feast-duckdb", "feast-file")
+#: ``mlcycle`` is the store as ingestion leaves it: the default (embedded sorted-search) engine over each
+#: view's snapshot; ``mlcycle-partitions`` the same engine over the Parquet partitions (views with
+#: ``compact=False``); ``mlcycle-duckdb`` the SQL builder's text run by DuckDB (``engine="duckdb"``).
+ENGINES = ("mlcycle", "mlcycle-partitions", "mlcycle-duckdb", "polars", "feast-duckdb", "feast-file")
 VIEWS = {"profile": 86_400, "activity": 6 * 3_600}  # name -> TTL seconds
 START = "2026-01-01T00:00:00"
 
@@ -102,11 +103,8 @@ def _features(name: str) -> list[str]:
 # --- engines (each runs in a child process) ---------------------------------------------------------------
 
 
-def run_mlcycle(work: Path, rows: int, engine: Any) -> Any:
-    import duckdb  # noqa: F401  (imported here so that the timed runs exclude imports, as for the others)
-    import numpy  # noqa: F401
-    import pyarrow.parquet as pq
-
+def mlcycle_store(work: Path, engine: Any = "search", *, compact: bool = True) -> Any:
+    """mlcycle's feature store over the benchmark's offline layout, with its two views."""
     from mlcycle.config import ColumnSpec, DatasetContract, FeatureSpec, FeatureViewSpec
     from mlcycle.features import FeatureStore, LocalObjects, OfflineStore
 
@@ -119,6 +117,7 @@ def run_mlcycle(work: Path, rows: int, engine: Any) -> Any:
             features=tuple(FeatureSpec(name=f, type=kinds[f[-1]]) for f in _features(name)),  # type: ignore[arg-type]
             ttl_seconds=ttl,
             source="bench",
+            compact=compact,
         )
         for name, ttl in VIEWS.items()
     ]
@@ -126,7 +125,24 @@ def run_mlcycle(work: Path, rows: int, engine: Any) -> Any:
     columns += [ColumnSpec(name=f.name, type=f.type) for v in views for f in v.features]
     contract = DatasetContract(name="bench", columns=tuple(columns))
     offline = OfflineStore(LocalObjects(work / "offline"))
-    store = FeatureStore(views, {"bench": contract}, offline=offline, engine=engine)
+    return FeatureStore(views, {"bench": contract}, offline=offline, engine=engine)
+
+
+def compact(work: Path) -> float:
+    """What ingestion does after each batch: rebuild every view's snapshot. Returns the seconds taken."""
+    store = mlcycle_store(work)
+    started = time.perf_counter()
+    for view in store.views:
+        store.offline.compact(view, store.contract(view))
+    return time.perf_counter() - started
+
+
+def run_mlcycle(work: Path, rows: int, engine: Any, *, compact: bool = True) -> Any:
+    import duckdb  # noqa: F401  (imported here so that the timed runs exclude imports, as for the others)
+    import numpy  # noqa: F401
+    import pyarrow.parquet as pq
+
+    store = mlcycle_store(work, engine, compact=compact)
 
     def job() -> Any:
         entity = pq.read_table(work / f"entity_{rows}.parquet")
@@ -210,6 +226,8 @@ def child(engine: str, work: Path, rows: int, repeat: int) -> None:
     started = time.perf_counter()
     if engine == "mlcycle":
         job = run_mlcycle(work, rows, "search")
+    elif engine == "mlcycle-partitions":
+        job = run_mlcycle(work, rows, "search", compact=False)
     elif engine == "mlcycle-duckdb":
         job = run_mlcycle(work, rows, "duckdb")
     elif engine == "polars":
@@ -224,7 +242,7 @@ def child(engine: str, work: Path, rows: int, repeat: int) -> None:
         times.append(time.perf_counter() - t)
     keep = ["row_id", *(f for name in VIEWS for f in _features(name))]
     pq.write_table(result.select(keep), work / f"result-{engine}-{rows}.parquet")
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = _peak_rss_kib()
     print(
         json.dumps(
             {
@@ -236,6 +254,15 @@ def child(engine: str, work: Path, rows: int, repeat: int) -> None:
             }
         )
     )
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident set. Linux's ``ru_maxrss`` starts from the parent's size at fork and
+    survives exec, so it would count the parent's data; ``VmHWM`` belongs to this process's own memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # --- the parent: setup, runs, table -------------------------------------------------------------------
@@ -356,6 +383,7 @@ def main() -> int:
             f"data: 2 views x {args.view_rows:,} rows, {args.entities:,} entities, {args.days} days "
             f"({time.perf_counter() - started:.1f}s to generate); TTLs 1 d and 6 h"
         )
+        print(f"mlcycle snapshots of both views (ingestion rebuilds them per batch): {compact(work):.2f}s")
         results, notes = {}, {}
         for rows in args.entity_rows:
             for engine in engines:

@@ -219,6 +219,11 @@ class FeatureViewSpec(_Model):
     source: str
     #: Keep the latest value per entity in the online store (DynamoDB).
     online: bool = True
+    #: Rewrite the view's key-sorted snapshot after every ingestion, so point-in-time joins in this
+    #: process skip reading and sorting the partitions (mlcycle.features.snapshots). Each rewrite reads
+    #: every row of the view: turn it off for views too large for the ingest function's memory (joins
+    #: then read the partitions; Athena reads them either way).
+    compact: bool = True
 
     @property
     def feature_names(self) -> tuple[str, ...]:

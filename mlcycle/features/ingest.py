@@ -2,7 +2,9 @@
 
 A curated upload (``curated/{dataset}/ingest_date=.../{upload-id}.parquet``) is one batch: its id names
 the offline objects it writes, so ingesting the same upload twice (a redelivered event) rewrites them
-instead of adding rows, and the online store's newer-wins rule makes the second write a no-op.
+instead of adding rows, and the online store's newer-wins rule makes the second write a no-op. After its
+partitions, each view's snapshot is rebuilt (``compact``; the ingest function runs one batch at a time,
+so two rebuilds never race).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class ViewIngest:
     partitions: list[str]
     online_written: int = 0
     online_stale: int = 0
+    #: Rows in the view's snapshot after this batch (0: the view keeps none, ``compact`` is off).
+    snapshot_rows: int = 0
 
 
 @dataclass
@@ -60,6 +64,8 @@ def ingest_rows(
         typed, skipped = prepare_rows(view, store.contract(view), table, stamp)
         written = store.offline.write_prepared(view, typed, batch_id=batch_id, skipped=skipped)
         report = ViewIngest(view.name, written.rows, written.skipped_rows, list(written.partitions))
+        if view.compact:
+            report.snapshot_rows = store.offline.compact(view, store.contract(view))
         if view.online and store.online is not None:
             online = store.online.write(view, typed, stamp)
             report.online_written, report.online_stale = online.written, online.stale

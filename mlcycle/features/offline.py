@@ -10,6 +10,8 @@ only in the path (Hive style), which is how Athena and the Glue table read it.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,10 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from pyarrow import ipc
 
 from mlcycle.config import ColumnType, DatasetContract, FeatureViewSpec
 from mlcycle.data.catalog import GLUE_TYPES, PARQUET_INPUT, PARQUET_OUTPUT, PARQUET_SERDE
+from mlcycle.features import snapshots
 from mlcycle.features.engines import s3_filesystem
+from mlcycle.features.snapshots import Snapshot
 from mlcycle.features.sql import INGESTED_AT, PARTITION_COLUMN
 
 ARROW_TYPES: dict[ColumnType, pa.DataType] = {
@@ -86,12 +91,30 @@ class S3Objects:
         return f"s3://{self.bucket}/{key}"
 
     def keys(self, prefix: str) -> list[str]:
+        return list(self.listing(prefix))
+
+    def listing(self, prefix: str) -> dict[str, str]:
+        """Key -> ETag of every object under ``prefix`` (an ETag changes whenever the object does)."""
         paginator = self.s3.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
 
     def put(self, key: str, body: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def read_ipc(self, key: str) -> pa.Table | None:
+        """An Arrow IPC file (a snapshot); None when there is none."""
+        if self.reader == "boto3":
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except self.s3.exceptions.NoSuchKey:
+                return None
+            return ipc.open_file(pa.py_buffer(body)).read_all()
+        try:
+            with s3_filesystem(self.s3).open_input_file(f"{self.bucket}/{key}") as source:
+                return ipc.open_file(source).read_all()
+        except FileNotFoundError:
+            return None
 
     def read(self, keys: list[str], schema: pa.Schema) -> pa.Table:
         if self.reader == "boto3":
@@ -118,10 +141,26 @@ class LocalObjects:
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*.parquet"))
 
+    def listing(self, prefix: str) -> dict[str, str]:
+        """Key -> size and modification time (what changes when a file is rewritten)."""
+        stats = {key: (self.root / key).stat() for key in self.keys(prefix)}
+        return {key: f"{s.st_size}:{s.st_mtime_ns}" for key, s in stats.items()}
+
     def put(self, key: str, body: bytes) -> None:
+        """Write to a temporary file, then rename: a reader (or a memory map) never sees half a file."""
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as file:
+            file.write(body)
+        Path(temporary).replace(path)
+
+    def read_ipc(self, key: str) -> pa.Table | None:
+        """An Arrow IPC file, memory-mapped: pages are read when touched, and shared between readers."""
+        path = self.root / key
+        if not path.exists():
+            return None
+        return ipc.open_file(pa.memory_map(str(path))).read_all()
 
     def read(self, keys: list[str], schema: pa.Schema) -> pa.Table:
         paths = [str(self.root / k) for k in keys]
@@ -198,6 +237,33 @@ class OfflineStore:
         """The view's rows in the partitions ``dates`` (inclusive ``YYYY-MM-DD`` bounds), or all."""
         keys = [k for k in self.objects.keys(f"{spec.name}/") if _in_range(_partition(k), dates)]
         return self.objects.read(keys, arrow_schema(spec, contract))
+
+    # --- snapshots (see mlcycle.features.snapshots) -------------------------------------------------------
+
+    def compact(self, spec: FeatureViewSpec, contract: DatasetContract) -> int:
+        """Rebuild the view's snapshot from every partition object it has now; the rows it holds."""
+        listing = self._partition_listing(spec)
+        schema = arrow_schema(spec, contract)
+        rows = self.objects.read(list(listing), schema)
+        table = snapshots.build(spec, rows, snapshots.fingerprint(listing, schema))
+        self.objects.put(snapshots.snapshot_key(spec.name), snapshots.to_bytes(table))
+        return int(table.num_rows)
+
+    def snapshot(self, spec: FeatureViewSpec, contract: DatasetContract) -> Snapshot | None:
+        """The view's snapshot if it was built from exactly the partition objects there are now.
+
+        Any object added or rewritten since (an ingestion that did not compact, a compaction that
+        failed) makes it stale, and then this returns None: callers read the partitions instead.
+        """
+        table = self.objects.read_ipc(snapshots.snapshot_key(spec.name))
+        if table is None:
+            return None
+        current = snapshots.fingerprint(self._partition_listing(spec), arrow_schema(spec, contract))
+        return Snapshot.from_table(table) if snapshots.sources_of(table) == current else None
+
+    def _partition_listing(self, spec: FeatureViewSpec) -> dict[str, str]:
+        listing = self.objects.listing(f"{spec.name}/")
+        return {k: tag for k, tag in listing.items() if _partition(k) is not None}
 
     # --- Glue ----------------------------------------------------------------------------------------------
 

@@ -9,9 +9,12 @@ time is within the TTL; otherwise nulls. Entity rows keep their order and duplic
 Why it is faster than the SQL join: every view row gets one int64 search key ``key_code * span +
 time_offset``, so "same key, time at or before t" becomes one ``searchsorted`` of the entity rows into
 the view's sorted keys; no join, no dedup, no sort back to entity order (winners are scattered into place).
-The entity rows are sorted once by (key, time) for all views with the same keys, because a binary search
-of sorted needles is several times faster than of random ones (NumPy starts each from the last result).
-The leakage guard only changes which array is searched (see :func:`_searched`).
+The entity rows are sorted once by key for all views with the same keys (a radix sort), because a binary
+search of needles grouped by key is several times faster than of random ones: each key's view rows are
+close together, so the searches stay in cache. Key codes follow the sorted key order on both sides, so
+the grouping holds for every view. With a snapshot (:mod:`mlcycle.features.snapshots`) the view side is
+precomputed and a join is only the entity side's search and a gather. The leakage guard only changes
+which array is searched (see :func:`_searched`).
 """
 
 from __future__ import annotations
@@ -24,19 +27,23 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mlcycle.config import FeatureViewSpec
+from mlcycle.features.keys import codes, sorted_distinct
+from mlcycle.features.snapshots import (
+    KEY_LIMIT,
+    NULL_LAST,
+    ORDER_KEY,
+    VIS_BEST,
+    VIS_KEY,
+    Snapshot,
+    micros_and_nulls,
+)
 from mlcycle.features.sql import INGESTED_AT, PointInTimeQuery, ViewSource
 
 Int64s = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
-#: The largest value a combined search key may reach (headroom below 2**63 for the small offsets).
-_KEY_LIMIT = 2**62
-#: Stands for a null created / ingested time in the ordering: SQL's ``ORDER BY ... ASC`` puts nulls last
-#: in both dialects, so a null sorts as the greatest value.
-_NULL_LAST = np.iinfo(np.int64).max
 _MICROS = 1_000_000
 
 
@@ -51,10 +58,15 @@ class SortedSearchEngine:
 
     threads: int | None = None
 
-    def run(self, query: PointInTimeQuery, inputs: Mapping[str, pa.Table]) -> pa.Table:
-        """The entity table's ``query.entity_columns`` (in row order), then every view's outputs."""
+    def run(self, query: PointInTimeQuery, inputs: Mapping[str, pa.Table | Snapshot]) -> pa.Table:
+        """The entity table's ``query.entity_columns`` (in row order), then every view's outputs.
+
+        A view's input is its rows (partitions read as they are) or its :class:`Snapshot`, whose
+        precomputed search keys save the sort.
+        """
         entity = inputs[query.entity_table]
-        times, timeless = _micros(entity[query.timestamp_column], fill=0)
+        assert isinstance(entity, pa.Table)
+        times, timeless = micros_and_nulls(entity[query.timestamp_column], fill=0)
         # One entity index per distinct key tuple, built before the views fan out.
         indexes = {
             keys: _EntityIndex.build(keys, entity, times, timeless)
@@ -62,11 +74,16 @@ class SortedSearchEngine:
         }
 
         def join(view: ViewSource) -> pa.Table:
-            rows = inputs[view.table]
+            source = inputs[view.table]
+            rows = source.table if isinstance(source, Snapshot) else source
             features = rows.select([f for f, _ in view.outputs])
             if rows.num_rows == 0:
                 return _nulls(features, entity.num_rows)
-            indices = _winners(view, rows, indexes[view.spec.entity_keys], query.leakage_guard)
+            index = indexes[view.spec.entity_keys]
+            if isinstance(source, Snapshot) and source.span:
+                indices = _snapshot_winners(view, source, index, query.leakage_guard)
+            else:  # partitions, or a snapshot without search keys (they would overflow int64)
+                indices = _winners(view, rows, index, query.leakage_guard)
             # Null indices give null values: the entity rows without a visible row in TTL.
             return features.take(indices)
 
@@ -84,98 +101,78 @@ class SortedSearchEngine:
 
 @dataclass(frozen=True)
 class _EntityIndex:
-    """The entity rows' key tuples numbered densely, and the rows sorted by (code, time).
+    """The entity rows' key tuples as codes in sorted key order (:mod:`mlcycle.features.keys`), and the
+    rows sorted by code.
 
     View rows are looked up in the same numbering (:meth:`lookup`), so equal keys get equal codes and a
     view row whose keys no entity row has gets none (-1): it can never be picked, and is dropped early.
     """
 
-    keys: tuple[str, ...]
-    #: Per key column: the distinct entity values, and (after the first column) the sorted combined codes
-    #: that renumber (codes so far, this column's index) densely.
-    dictionaries: tuple[pa.Array, ...]
-    renumbering: tuple[Int64s, ...]
-    cardinality: int
-    #: Entity row numbers sorted by (code, time); and code, time, "matches nothing" in that order.
+    #: The distinct entity key tuples, sorted: row ``i`` has code ``i``.
+    distinct: pa.Table
+    #: Entity row numbers sorted by code; and code, time, "matches nothing" in that order.
     order: Int64s
     codes: Int64s
     times: Int64s
     unknown: Bools
 
+    @property
+    def cardinality(self) -> int:
+        return max(int(self.distinct.num_rows), 1)
+
     @classmethod
     def build(cls, keys: tuple[str, ...], entity: pa.Table, times: Int64s, timeless: Bools) -> _EntityIndex:
-        codes = np.zeros(entity.num_rows, np.int64)
-        nulls = timeless.copy()  # a row with a null key (or time) matches nothing, as NULL = x in SQL
-        dictionaries: list[pa.Array] = []
-        renumbering: list[Int64s] = []
-        cardinality = 1
-        for i, key in enumerate(keys):
-            encoded = pc.dictionary_encode(entity[key].combine_chunks())
-            nulls |= encoded.indices.is_null().to_numpy(zero_copy_only=False)
-            part = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-            size = max(len(encoded.dictionary), 1)
-            dictionaries.append(encoded.dictionary)
-            if i == 0:
-                codes, cardinality = part, size
-                continue
-            # Both factors are at most the number of entity rows, so the product fits in int64.
-            distinct, inverse = np.unique(codes * size + part, return_inverse=True)
-            renumbering.append(distinct)
-            codes, cardinality = inverse.reshape(-1).astype(np.int64), len(distinct)
-        codes = np.where(nulls, -1, codes)
-        order = _sort_by_code_and_time(codes, times, cardinality)
-        return cls(
-            keys,
-            tuple(dictionaries),
-            tuple(renumbering),
-            cardinality,
-            order,
-            codes[order],
-            times[order],
-            nulls[order],
-        )
+        distinct = sorted_distinct(entity, keys)
+        numbered = codes(entity, distinct)
+        unknown = timeless | (numbered < 0)  # a null key (or time) matches nothing, as NULL = x in SQL
+        numbered = np.where(unknown, -1, numbered)
+        order = _sort_by_code(numbered)
+        return cls(distinct, order, numbered[order], times[order], unknown[order])
 
     def lookup(self, rows: pa.Table) -> Int64s:
         """The code of each view row's key tuple; -1 where no entity row has it (or a key is null)."""
-        codes = np.zeros(rows.num_rows, np.int64)
-        missing = np.zeros(rows.num_rows, np.bool_)
-        for i, (key, dictionary) in enumerate(zip(self.keys, self.dictionaries, strict=True)):
-            values = rows[key].combine_chunks()
-            # Compare in the view's type (the entity's distinct values cast to it), as SQL would cast.
-            value_set = dictionary if dictionary.type == values.type else dictionary.cast(values.type)
-            found = pc.index_in(values, value_set=value_set)
-            missing |= found.is_null().to_numpy(zero_copy_only=False)
-            part = pc.fill_null(found, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-            if i == 0:
-                codes = part
-                continue
-            distinct = self.renumbering[i - 1]
-            combined = codes * max(len(dictionary), 1) + part  # the radix build() used
-            codes = np.minimum(np.searchsorted(distinct, combined), len(distinct) - 1)
-            missing |= distinct[codes] != combined
-        return np.where(missing, -1, codes)
+        return codes(rows, self.distinct)
+
+    def codes_in(self, dictionary: pa.Table) -> Int64s:
+        """Per sorted entity row, the code of its key tuple in a snapshot's ``dictionary`` (-1: none).
+
+        Both numberings follow the sorted key order, so the result ascends with the entity codes: the
+        needles built from it stay grouped by key, in key order.
+        """
+        if dictionary.num_rows == 0 or self.distinct.num_rows == 0:
+            return np.full(len(self.codes), -1, np.int64)
+        # Compare in the view's types (the entity's distinct keys cast to them), as SQL would cast.
+        mapping = codes(self.distinct.cast(dictionary.schema), dictionary)
+        return np.where(self.unknown, -1, mapping[np.maximum(self.codes, 0)])
 
 
-def _sort_by_code_and_time(codes: Int64s, times: Int64s, cardinality: int) -> Int64s:
-    """Row numbers sorted by (code, time): one int64 argsort when the combined key fits, else a lexsort."""
-    if len(times) == 0:
-        return np.zeros(0, np.int64)
-    low = int(times.min())
-    span = int(times.max()) - low + 1
-    if (cardinality + 1) * span < _KEY_LIMIT:
-        return np.argsort((codes + 1) * span + (times - low)).astype(np.int64)
-    return np.lexsort((times, codes)).astype(np.int64)
+def _sort_by_code(codes: Int64s) -> Int64s:
+    """Row numbers sorted by key code, stably; -1 (matches nothing) first.
+
+    Sorting by code alone keeps the searches cache-local (one key's needles are few and its view rows
+    close together), and NumPy radix-sorts 16-bit keys: an LSD pass per 16-bit digit of the code costs
+    a fraction of one int64 argsort of (code, time).
+    """
+    shifted = codes + 1
+    order = np.arange(len(shifted), dtype=np.int64)
+    top, shift = int(shifted.max()) if len(shifted) else 0, 0
+    while True:
+        digit = ((shifted[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+        if top >> shift == 0:
+            return order
 
 
 def _winners(view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_guard: bool) -> pa.Array:
     """Per entity row, the index into ``rows`` of its winning view row (null when none applies)."""
     spec = view.spec
-    event, no_event = _micros(rows[spec.event_timestamp], fill=0)
+    event, no_event = micros_and_nulls(rows[spec.event_timestamp], fill=0)
     guarded = leakage_guard and spec.created_timestamp is not None
     vis = event
     if guarded:
         assert spec.created_timestamp is not None
-        created, no_created = _micros(rows[spec.created_timestamp], fill=_NULL_LAST)
+        created, no_created = micros_and_nulls(rows[spec.created_timestamp], fill=NULL_LAST)
         # greatest(event, created) as DuckDB computes it: a null created does not delay visibility.
         vis = np.where(no_created, event, np.maximum(event, created))
 
@@ -201,7 +198,7 @@ def _winners(view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_gua
         return pa.nulls(len(entity.order), pa.int64())
     search, best = _searched(guarded, sorted_key, (base + vis_off)[order] if guarded else sorted_key)
 
-    # The entity rows in (code, time) order: sorted needles, so the binary searches are cheap.
+    # The entity rows grouped by code: the binary searches stay cache-local.
     found = np.searchsorted(search, entity.codes * span + entity_off, side="right") - 1
     safe = np.maximum(found, 0)
     # A hit is a row of the same key at or before the time: that key's block starts at code * span.
@@ -210,7 +207,34 @@ def _winners(view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_gua
     if spec.ttl_seconds is not None:
         # The winner is the newest visible row: if it has expired, every visible row has.
         hit &= event[winner] >= entity.times - spec.ttl_seconds * _MICROS
-    # Back to entity row order: scatter instead of sorting back.
+    return _in_entity_order(entity, winner, hit)
+
+
+def _snapshot_winners(
+    view: ViewSource, snapshot: Snapshot, entity: _EntityIndex, leakage_guard: bool
+) -> pa.Array:
+    """:func:`_winners` over a snapshot: its rows are already in the join's order with their search
+    keys computed, so only the entity rows' needles are built and searched."""
+    spec = view.spec
+    guarded = leakage_guard and spec.created_timestamp is not None
+    code = entity.codes_in(snapshot.dictionary(spec.entity_keys))
+    known = code >= 0
+    base = code * snapshot.span
+    offset = np.clip(entity.times - snapshot.low + 1, 0, snapshot.high - snapshot.low + 1)
+    search = snapshot.column(VIS_KEY if guarded else ORDER_KEY)
+    found = np.searchsorted(search, np.where(known, base + offset, 0), side="right") - 1
+    safe = np.maximum(found, 0)
+    hit = known & (found >= 0) & (search[safe] >= base)  # a row of the same key, at or before the time
+    winner = snapshot.column(VIS_BEST)[safe] if guarded else safe
+    if spec.ttl_seconds is not None:
+        # The winner's event time, read back from its order key (same code, so the same base).
+        event = snapshot.column(ORDER_KEY)[winner] - base + snapshot.low - 1
+        hit &= event >= entity.times - spec.ttl_seconds * _MICROS
+    return _in_entity_order(entity, winner, hit)
+
+
+def _in_entity_order(entity: _EntityIndex, winner: Int64s, hit: Bools) -> pa.Array:
+    """Winners found in code order, scattered back to entity row order (nulls: no hit)."""
     indices = np.empty_like(winner)
     indices[entity.order] = winner
     hits = np.empty_like(hit)
@@ -221,7 +245,7 @@ def _winners(view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_gua
 def _tiebreaks(spec: FeatureViewSpec, rows: pa.Table) -> list[Int64s]:
     """The order's columns after the event time, as sort keys with nulls last (created, ingested)."""
     columns = [c for c in (spec.created_timestamp, INGESTED_AT) if c and c in rows.column_names]
-    return [_micros(rows[c], fill=_NULL_LAST)[0] for c in columns]
+    return [micros_and_nulls(rows[c], fill=NULL_LAST)[0] for c in columns]
 
 
 def _searched(guarded: bool, order_key: Int64s, vis_key: Int64s) -> tuple[Int64s, Int64s | None]:
@@ -252,26 +276,15 @@ def _time_offsets(
     low = int(event[placeable].min()) if placeable.any() else 0
     high = int(vis[placeable].max()) if placeable.any() else 0
     span = high - low + 2
-    if cardinality * span < _KEY_LIMIT:
+    if cardinality * span < KEY_LIMIT:
         entity_off = np.clip(times - low + 1, 0, high - low + 1)
         return event - low + 1, vis - low + 1, entity_off, span
     distinct = np.unique(np.concatenate([event[placeable], vis[placeable]]))
     rank = np.searchsorted(distinct, times, side="right")  # how many distinct view times are <= t
     span = len(distinct) + 1
-    if cardinality * span >= _KEY_LIMIT:
+    if cardinality * span >= KEY_LIMIT:
         raise ValueError("too many keys and distinct times for the sorted-search engine; use DuckDB")
     return np.searchsorted(distinct, event) + 1, np.searchsorted(distinct, vis) + 1, rank, span
-
-
-def _micros(column: pa.ChunkedArray, fill: int) -> tuple[Int64s, Bools]:
-    """Microseconds since the epoch as int64 (nulls replaced by ``fill``), and the null mask."""
-    array = column.combine_chunks()
-    if pa.types.is_timestamp(array.type) and array.type.unit != "us":
-        # Same instant in microseconds (the store's unit); finer units truncate, as DuckDB's TIMESTAMP does.
-        array = pc.cast(array, pa.timestamp("us", array.type.tz), safe=False)
-    values = array.cast(pa.int64())
-    mask = values.is_null().to_numpy(zero_copy_only=False)
-    return pc.fill_null(values, fill).to_numpy(zero_copy_only=False).astype(np.int64), mask
 
 
 def _nulls(features: pa.Table, n: int) -> pa.Table:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from mlcycle.features.engines import AthenaEngine, DuckDBEngine
 from mlcycle.features.offline import ARROW_TYPES, OfflineStore, S3Objects
 from mlcycle.features.online import EntityId, OnlineStore
 from mlcycle.features.search import SortedSearchEngine
+from mlcycle.features.snapshots import Snapshot
 
 #: The entity rows' time column unless told otherwise (Feast's name).
 DEFAULT_TIMESTAMP_COLUMN = "event_timestamp"
@@ -137,16 +139,25 @@ class FeatureStore:
             event_time_suffix=event_time_suffix,
         )
         bounds = _time_bounds(entity, timestamp_column)
-        tables = {
-            s.table: self.offline.read(s.spec, self.contract(s.spec), _dates(s.spec, bounds))
-            for s in query.views
-        }
+        # One thread per view: listing and reading are I/O (S3 round trips), and Arrow releases the GIL.
+        with ThreadPoolExecutor(max(len(query.views), 1)) as pool:
+            read = pool.map(lambda s: self._view_rows(s.spec, bounds), query.views)
+            inputs = {s.table: rows for s, rows in zip(query.views, read, strict=True)}
         if isinstance(self.engine, SortedSearchEngine):
-            return self.engine.run(query, {_ENTITY_TABLE: entity, **tables})
+            return self.engine.run(query, {_ENTITY_TABLE: entity, **inputs})
+        tables = {name: s.rows if isinstance(s, Snapshot) else s for name, s in inputs.items()}
         entity = entity.append_column(sql.ROW_ID, pa.array(range(entity.num_rows), pa.int64()))
         entity, tables, sources = _encode_keys(entity, tables, query.views)
         query = replace(query, views=sources)
         return self.engine.run(sql.build(query, "duckdb"), {_ENTITY_TABLE: entity, **tables})
+
+    def _view_rows(
+        self, view: FeatureViewSpec, bounds: tuple[datetime, datetime] | None
+    ) -> pa.Table | Snapshot:
+        """The view's snapshot when it is current, else the partitions that can hold a visible row."""
+        contract = self.contract(view)
+        snapshot = self.offline.snapshot(view, contract) if view.compact else None
+        return snapshot if snapshot is not None else self.offline.read(view, contract, _dates(view, bounds))
 
     def historical_sql(
         self,

@@ -19,11 +19,13 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyarrow import ipc
 
 from mlcycle.config import FeatureSpec, FeatureViewSpec
-from mlcycle.features import search, sql
+from mlcycle.features import search, snapshots, sql
 from mlcycle.features.engines import DuckDBEngine
 from mlcycle.features.search import SortedSearchEngine
+from mlcycle.features.snapshots import Snapshot
 from mlcycle.features.store import _encode_keys
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -33,8 +35,18 @@ ENGINE = DuckDBEngine(threads=1)
 #: text (Athena's; DuckDB runs it here) and the sorted-search engine.
 #: ``search-ranked``: the sorted-search engine with a tiny key limit, so that it takes its fallbacks for
 #: combined keys that would overflow int64 (times replaced by ranks, entity rows lexsorted).
-Engine = Literal["duckdb", "duckdb-codes", "athena", "search", "search-ranked"]
-ENGINES: tuple[Engine, ...] = ("duckdb", "duckdb-codes", "athena", "search", "search-ranked")
+#: ``snapshot``: the sorted-search engine over the views' snapshots (built, written as Arrow IPC, read
+#: back); ``snapshot-ranked`` with the tiny key limit, where snapshots carry no search keys.
+Engine = Literal["duckdb", "duckdb-codes", "athena", "search", "search-ranked", "snapshot", "snapshot-ranked"]
+ENGINES: tuple[Engine, ...] = (
+    "duckdb",
+    "duckdb-codes",
+    "athena",
+    "search",
+    "search-ranked",
+    "snapshot",
+    "snapshot-ranked",
+)
 
 
 def _view(name: str, *, created: bool, ttl_minutes: int | None) -> FeatureViewSpec:
@@ -128,10 +140,15 @@ def _run(entities: list[dict[str, Any]], views: dict[str, Any], guard: bool, eng
     )
     query = sql.PointInTimeQuery("entity_rows", ("k", "ts"), "ts", sources, leakage_guard=guard)
     tables = {f"view_{n}": _table(rows, spec) for n, (spec, rows) in views.items()}
-    if engine.startswith("search"):
-        limit = 10_000 if engine == "search-ranked" else search._KEY_LIMIT
-        with mock.patch.object(search, "_KEY_LIMIT", limit):
-            found: list[Any] = SortedSearchEngine().run(query, {"entity_rows": entity, **tables}).to_pylist()
+    if engine.startswith(("search", "snapshot")):
+        limit = 10_000 if engine.endswith("-ranked") else snapshots.KEY_LIMIT
+        with mock.patch.object(search, "KEY_LIMIT", limit), mock.patch.object(snapshots, "KEY_LIMIT", limit):
+            inputs: dict[str, pa.Table | Snapshot] = dict(tables)
+            if engine.startswith("snapshot"):
+                inputs = {
+                    name: _snapshot(views[name.removeprefix("view_")][0], t) for name, t in tables.items()
+                }
+            found: list[Any] = SortedSearchEngine().run(query, {"entity_rows": entity, **inputs}).to_pylist()
         return found
     if engine == "duckdb-codes":  # what the facade does before DuckDB runs: integer key codes for keys
         entity, tables, encoded = _encode_keys(entity, tables, sources)
@@ -139,6 +156,12 @@ def _run(entities: list[dict[str, Any]], views: dict[str, Any], guard: bool, eng
     dialect: sql.Dialect = "athena" if engine == "athena" else "duckdb"
     rows: list[Any] = ENGINE.run(sql.build(query, dialect), {"entity_rows": entity, **tables}).to_pylist()
     return rows
+
+
+def _snapshot(spec: FeatureViewSpec, rows: pa.Table) -> Snapshot:
+    """The view's snapshot as the offline store keeps it: built, written as Arrow IPC and read back."""
+    written = snapshots.to_bytes(snapshots.build(spec, rows, sources="test"))
+    return Snapshot.from_table(ipc.open_file(pa.py_buffer(written)).read_all())
 
 
 # 40 examples per engine: the three DuckDB runs cost what they did when they shared one test; the
