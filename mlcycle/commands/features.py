@@ -1,4 +1,4 @@
-"""``mlcycle features list | ingest DATASET | historical ENTITY_CSV --out FILE | online ENTITY_ID...``.
+"""``mlcycle features list | ingest DATASET | compact | historical ENTITY_CSV --out FILE | online ID...``.
 
 Works against the running embedded AWS (``mlcycle local up``) or the deployed stack, through
 :func:`mlcycle.commands.connect.connect`; each action is one call into :class:`mlcycle.features.FeatureStore`.
@@ -7,6 +7,7 @@ Works against the running embedded AWS (``mlcycle local up``) or the deployed st
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,21 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         for view in result.views:
             print(
                 f"{result.batch_id} -> {view.view}: {view.rows} rows in {len(view.partitions)} partitions, "
-                f"online {view.online_written} written / {view.online_stale} older"
+                f"online {view.online_written} written / {view.online_stale} older, "
+                f"snapshot {view.snapshot_rows} rows"
             )
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
+    store, _ = _store(settings)
+    for name in args.view or [v.name for v in store.views]:
+        view = store.view(name)
+        contract = store.contract(view)
+        was = "current" if store.offline.snapshot(view, contract) is not None else "stale or missing"
+        started = time.perf_counter()
+        rows = store.offline.compact(view, contract)
+        print(f"{name}: snapshot rebuilt, {rows} rows in {time.perf_counter() - started:.2f}s (was {was})")
     return 0
 
 
@@ -103,6 +117,14 @@ def add_parser(subparsers: Any) -> None:
     ingest = actions.add_parser("ingest", help="(re)ingest every curated upload of a dataset (idempotent)")
     ingest.add_argument("dataset")
     ingest.set_defaults(func=cmd_ingest)
+
+    compact = actions.add_parser(
+        "compact",
+        help="rebuild the views' snapshots (ingestion does it after every batch; joins read partitions "
+        "while a snapshot is stale)",
+    )
+    compact.add_argument("--view", action="append", help="only this view (repeatable; default: all)")
+    compact.set_defaults(func=cmd_compact)
 
     historical = actions.add_parser(
         "historical", help="point-in-time features for entity rows (CSV with keys and a timestamp column)"

@@ -49,6 +49,11 @@ def test_train_then_manage_versions(tmp_path: Path, assembly: Path) -> None:
         trained = _mlcycle(tmp_path, "train", "--wait")
         assert trained.returncode == 0, trained.stdout + trained.stderr
         assert "state RegisterModel" in trained.stdout and "registered version 1 (Approved)" in trained.stdout
+        # AND the ingest function left a current snapshot per view, which `features compact` rebuilds
+        compacted = _mlcycle(tmp_path, "features", "compact", "--view", "customer_profile")
+        assert compacted.returncode == 0, compacted.stderr
+        assert "customer_profile: snapshot rebuilt" in compacted.stdout
+        assert "(was current)" in compacted.stdout
         # THEN the registry lists it as champion; reject and approve change its status
         listed = _mlcycle(tmp_path, "models", "list")
         assert "*       1  Approved" in listed.stdout

@@ -58,6 +58,10 @@ def test_upload_to_point_in_time_training_frame(
     for view in ("customer_profile", "customer_activity"):
         dates = store.offline.partitions(view)
         assert dates and dates == sorted({f"{t:%Y-%m-%d}" for t in rows["event_time"]})
+    # AND the ingest function left each view's snapshot current (read back through Arrow's S3 client)
+    for view in store.views:
+        snapshot = store.offline.snapshot(view, store.contract(view))
+        assert snapshot is not None and snapshot.table.num_rows == 200
     # AND a point-in-time training frame sees each customer's row from its event time on, never before
     entity = pd.DataFrame(
         {
