@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlcycle.config import FeatureViewSpec
 from mlcycle.features.keys import codes, sorted_distinct
@@ -81,11 +82,10 @@ class SortedSearchEngine:
                 return _nulls(features, entity.num_rows)
             index = indexes[view.spec.entity_keys]
             if isinstance(source, Snapshot) and source.span:
-                indices = _snapshot_winners(view, source, index, query.leakage_guard)
+                winner, hit = _snapshot_winners(view, source, index, query.leakage_guard)
             else:  # partitions, or a snapshot without search keys (they would overflow int64)
-                indices = _winners(view, rows, index, query.leakage_guard)
-            # Null indices give null values: the entity rows without a visible row in TTL.
-            return features.take(indices)
+                winner, hit = _winners(view, rows, index, query.leakage_guard)
+            return _gather(features, winner, hit)
 
         workers = min(self.threads or os.cpu_count() or 1, len(query.views))
         if workers > 1:
@@ -164,8 +164,10 @@ def _sort_by_code(codes: Int64s) -> Int64s:
             return order
 
 
-def _winners(view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_guard: bool) -> pa.Array:
-    """Per entity row, the index into ``rows`` of its winning view row (null when none applies)."""
+def _winners(
+    view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_guard: bool
+) -> tuple[Int64s, Bools]:
+    """Per entity row, the index into ``rows`` of its winning view row, and whether there is one."""
     spec = view.spec
     event, no_event = micros_and_nulls(rows[spec.event_timestamp], fill=0)
     guarded = leakage_guard and spec.created_timestamp is not None
@@ -195,7 +197,7 @@ def _winners(view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_gua
     start = 0 if everywhere else int(np.searchsorted(sorted_key, 0))  # unplaceable rows (-1) sort first
     order, sorted_key = order[start:], sorted_key[start:]
     if len(order) == 0:
-        return pa.nulls(len(entity.order), pa.int64())
+        return np.zeros(len(entity.order), np.int64), np.zeros(len(entity.order), np.bool_)
     search, best = _searched(guarded, sorted_key, (base + vis_off)[order] if guarded else sorted_key)
 
     # The entity rows grouped by code: the binary searches stay cache-local.
@@ -212,7 +214,7 @@ def _winners(view: ViewSource, rows: pa.Table, entity: _EntityIndex, leakage_gua
 
 def _snapshot_winners(
     view: ViewSource, snapshot: Snapshot, entity: _EntityIndex, leakage_guard: bool
-) -> pa.Array:
+) -> tuple[Int64s, Bools]:
     """:func:`_winners` over a snapshot: its rows are already in the join's order with their search
     keys computed, so only the entity rows' needles are built and searched."""
     spec = view.spec
@@ -233,13 +235,37 @@ def _snapshot_winners(
     return _in_entity_order(entity, winner, hit)
 
 
-def _in_entity_order(entity: _EntityIndex, winner: Int64s, hit: Bools) -> pa.Array:
-    """Winners found in code order, scattered back to entity row order (nulls: no hit)."""
+def _in_entity_order(entity: _EntityIndex, winner: Int64s, hit: Bools) -> tuple[Int64s, Bools]:
+    """Winners found in code order, scattered back to entity row order."""
     indices = np.empty_like(winner)
     indices[entity.order] = winner
     hits = np.empty_like(hit)
     hits[entity.order] = hit
-    return pa.array(indices, pa.int64(), mask=~hits)
+    return indices, hits
+
+
+def _gather(features: pa.Table, winner: Int64s, hit: Bools) -> pa.Table:
+    """The winners' feature values; nulls where an entity row has no visible row in TTL.
+
+    Arrow's take with null indices costs about three times a plain take, so the take is plain (a row
+    without a hit takes some row) and the misses become nulls through the validity bitmap afterwards.
+    """
+    taken = features.take(pa.array(np.where(hit, winner, 0)))
+    if bool(hit.all()):
+        return taken
+    return pa.table({name: _masked(taken[name].combine_chunks(), hit) for name in taken.column_names})
+
+
+def _masked(array: pa.Array, valid: Bools) -> pa.Array:
+    """``array`` with nulls where ``valid`` is false (and where it had nulls); buffers reused."""
+    if array.offset:  # the bitmap below numbers bits from the array's start; take() never returns these
+        return pc.if_else(pa.array(valid), array, pa.scalar(None, array.type))
+    bits = np.packbits(valid, bitorder="little")
+    if array.null_count:
+        bits &= np.packbits(array.is_valid().to_numpy(zero_copy_only=False), bitorder="little")
+    buffers = array.buffers()
+    buffers[0] = pa.py_buffer(bits.tobytes())
+    return pa.Array.from_buffers(array.type, len(array), buffers, null_count=-1)
 
 
 def _tiebreaks(spec: FeatureViewSpec, rows: pa.Table) -> list[Int64s]:

@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from unittest import mock
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -327,3 +329,29 @@ def test_sorted_search_handles_empty_inputs() -> None:
     # WHEN / THEN the entity row comes back with nulls, and no entity rows give no rows
     assert empty == unmatched == [{"k": "a", "ts": _at(3), "p_id": None, "p_tag": None}]
     assert _run([], {"p": (view, other)}, True, "search") == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pa.array([1.5, None, 3.0, 4.0, None, 6.0, 7.0, 8.0, 9.0]),
+        pa.array(["a", "bb", None, "", "e", None, "g", "h", "i"]),
+        pa.array([True, False, None, True, True, False, None, False, True]),
+        pa.array([1, 2, 3, 4, 5, 6, 7, 8, 9], TS),
+        pa.array(["q", "x", None, "z", "w", "v", "u", "t", "s", "r"]).slice(1, 9),  # an offset
+    ],
+)
+def test_misses_become_nulls_through_the_bitmap(values: pa.Array) -> None:
+    # GIVEN gathered values and which entity rows had a hit (9 rows: the bitmap spans two bytes)
+    valid = [True, True, False, True, False, True, True, False, True]
+    # WHEN the misses are masked
+    got = search._masked(values, np.array(valid))
+    # THEN they are null, the values' own nulls stay null, the rest keep their values
+    assert got.equals(pc.if_else(pa.array(valid), values, pa.scalar(None, values.type)))
+    assert got.slice(2, 5).to_pylist() == [
+        None,
+        values[3].as_py(),
+        None,
+        values[5].as_py(),
+        values[6].as_py(),
+    ]
