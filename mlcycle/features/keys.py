@@ -31,6 +31,21 @@ def sorted_distinct(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return distinct.select(list(keys)).sort_by([(k, "ascending") for k in keys])
 
 
+def encode(table: pa.Table, keys: Sequence[str]) -> tuple[pa.Table, Int64s]:
+    """``sorted_distinct(table, keys)`` and ``codes(table, it)`` together; one hash pass for one key."""
+    if len(keys) != 1:
+        distinct = sorted_distinct(table, keys)
+        return distinct, codes(table, distinct)
+    (key,) = keys
+    encoded = pc.dictionary_encode(table[key].combine_chunks())
+    order = np.asarray(pc.sort_indices(encoded.dictionary), np.int64)
+    rank = np.empty(len(order) + 1, np.int64)
+    rank[order] = np.arange(len(order))
+    rank[-1] = -1  # where the index is null: a null key has no code
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    return pa.table({key: encoded.dictionary.take(pa.array(order))}), rank[indices]
+
+
 def codes(table: pa.Table, dictionary: pa.Table) -> Int64s:
     """Each row's code in ``dictionary`` (see :func:`sorted_distinct`); -1 where it has none.
 

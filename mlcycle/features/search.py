@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.config import FeatureViewSpec
-from mlcycle.features.keys import codes, sorted_distinct
+from mlcycle.features.keys import codes, encode
 from mlcycle.features.snapshots import (
     KEY_LIMIT,
     NULL_LAST,
@@ -122,8 +122,7 @@ class _EntityIndex:
 
     @classmethod
     def build(cls, keys: tuple[str, ...], entity: pa.Table, times: Int64s, timeless: Bools) -> _EntityIndex:
-        distinct = sorted_distinct(entity, keys)
-        numbered = codes(entity, distinct)
+        distinct, numbered = encode(entity, keys)
         unknown = timeless | (numbered < 0)  # a null key (or time) matches nothing, as NULL = x in SQL
         numbered = np.where(unknown, -1, numbered)
         order = _sort_by_code(numbered)

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from pyarrow import ipc
 
 from mlcycle.config import FeatureViewSpec
-from mlcycle.features.keys import codes, sorted_distinct
+from mlcycle.features.keys import encode
 from mlcycle.features.sql import INGESTED_AT
 
 Int64s = npt.NDArray[np.int64]
@@ -113,7 +113,7 @@ def build(spec: FeatureViewSpec, rows: pa.Table, sources: str) -> pa.Table:
     for key in spec.entity_keys:
         placeable = pc.and_(placeable, pc.is_valid(rows[key]))
     rows = rows.filter(placeable)  # rows without keys or event time can never be picked
-    code = codes(rows, sorted_distinct(rows, spec.entity_keys))
+    code = encode(rows, spec.entity_keys)[1]
     event = micros(rows[spec.event_timestamp], fill=0)
     low = int(event.min()) if len(event) else 0
     high = int(event.max()) if len(event) else 0

@@ -310,12 +310,14 @@ def test_sorted_search_matches_duckdb_on_two_keys_and_odd_entity_rows(seed: int,
     source = sql.ViewSource(spec, "view_m", (("m_id", "m_id"),))
     query = sql.PointInTimeQuery("entity_rows", ("k", "j", "ts"), "ts", (source,), leakage_guard=guard)
     inputs = {"entity_rows": entity, "view_m": view}
-    # WHEN the sorted-search engine and DuckDB (both SQL formulations) join them
+    # WHEN the sorted-search engine (over the rows, over their snapshot) and DuckDB (both SQL formulations)
+    # join them
     got = SortedSearchEngine().run(query, inputs).to_pylist()
+    from_snapshot = SortedSearchEngine().run(query, inputs | {"view_m": _snapshot(spec, view)}).to_pylist()
     asof = ENGINE.run(sql.build(query, "duckdb"), inputs).to_pylist()
     window = ENGINE.run(sql.build(query, "athena"), inputs).to_pylist()
-    # THEN all three agree row for row, and some rows found a value (the case is not vacuous)
-    assert got == asof == window
+    # THEN all agree row for row (also over the view's snapshot), and some rows found a value
+    assert got == from_snapshot == asof == window
     assert any(r["m_id"] is not None for r in got)
 
 
