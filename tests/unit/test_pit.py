@@ -36,7 +36,7 @@ ENGINE = DuckDBEngine(threads=1)
 #: Every way the join runs: the SQL builder's ASOF text (on the keys, on integer key codes), its window
 #: text (Athena's; DuckDB runs it here) and the sorted-search engine.
 #: ``search-ranked``: the sorted-search engine with a tiny key limit, so that it takes its fallbacks for
-#: combined keys that would overflow int64 (times replaced by ranks, entity rows lexsorted).
+#: combined keys that would overflow int64 (times replaced by ranks).
 #: ``snapshot``: the sorted-search engine over the views' snapshots (built, written as Arrow IPC, read
 #: back); ``snapshot-ranked`` with the tiny key limit, where snapshots carry no search keys.
 Engine = Literal["duckdb", "duckdb-codes", "athena", "search", "search-ranked", "snapshot", "snapshot-ranked"]
