@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -102,17 +102,18 @@ class S3Objects:
     def put(self, key: str, body: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
 
-    def read_ipc(self, key: str) -> pa.Table | None:
-        """An Arrow IPC file (a snapshot); None when there is none."""
+    def read_ipc(self, key: str, wanted: Callable[[pa.Schema], bool]) -> pa.Table | None:
+        """An Arrow IPC file if there is one and ``wanted(its schema)``. Arrow's reader fetches the
+        footer first, so an unwanted file's body is never downloaded (the boto3 reader gets it whole)."""
         if self.reader == "boto3":
             try:
                 body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             except self.s3.exceptions.NoSuchKey:
                 return None
-            return ipc.open_file(pa.py_buffer(body)).read_all()
+            return _read_if_wanted(pa.py_buffer(body), wanted)
         try:
             with s3_filesystem(self.s3).open_input_file(f"{self.bucket}/{key}") as source:
-                return ipc.open_file(source).read_all()
+                return _read_if_wanted(source, wanted)
         except FileNotFoundError:
             return None
 
@@ -155,12 +156,13 @@ class LocalObjects:
             file.write(body)
         Path(temporary).replace(path)
 
-    def read_ipc(self, key: str) -> pa.Table | None:
-        """An Arrow IPC file, memory-mapped: pages are read when touched, and shared between readers."""
+    def read_ipc(self, key: str, wanted: Callable[[pa.Schema], bool]) -> pa.Table | None:
+        """An Arrow IPC file if there is one and ``wanted(its schema)``, memory-mapped: pages are read
+        when touched, and shared between readers."""
         path = self.root / key
         if not path.exists():
             return None
-        return ipc.open_file(pa.memory_map(str(path))).read_all()
+        return _read_if_wanted(pa.memory_map(str(path)), wanted)
 
     def read(self, keys: list[str], schema: pa.Schema) -> pa.Table:
         paths = [str(self.root / k) for k in keys]
@@ -168,6 +170,11 @@ class LocalObjects:
 
 
 Objects = S3Objects | LocalObjects
+
+
+def _read_if_wanted(source: Any, wanted: Callable[[pa.Schema], bool]) -> pa.Table | None:
+    reader = ipc.open_file(source)  # reads the footer (schema and batch offsets) only
+    return reader.read_all() if wanted(reader.schema) else None
 
 
 def _read_bytes(body: bytes) -> pa.Table:
@@ -255,11 +262,26 @@ class OfflineStore:
         Any object added or rewritten since (an ingestion that did not compact, a compaction that
         failed) makes it stale, and then this returns None: callers read the partitions instead.
         """
-        table = self.objects.read_ipc(snapshots.snapshot_key(spec.name))
-        if table is None:
-            return None
-        current = snapshots.fingerprint(self._partition_listing(spec), arrow_schema(spec, contract))
-        return Snapshot.from_table(table) if snapshots.sources_of(table) == current else None
+        listing = self._partition_listing(spec)
+        return self._current_snapshot(spec, snapshots.fingerprint(listing, arrow_schema(spec, contract)))
+
+    def for_join(
+        self, spec: FeatureViewSpec, contract: DatasetContract, dates: tuple[str, str] | None = None
+    ) -> pa.Table | Snapshot:
+        """What a point-in-time join reads: the view's current snapshot (``compact`` views), else its
+        rows in the partitions ``dates``. One listing serves both the freshness check and the read."""
+        listing = self._partition_listing(spec)
+        schema = arrow_schema(spec, contract)
+        if spec.compact:
+            snapshot = self._current_snapshot(spec, snapshots.fingerprint(listing, schema))
+            if snapshot is not None:
+                return snapshot
+        return self.objects.read([k for k in listing if _in_range(_partition(k), dates)], schema)
+
+    def _current_snapshot(self, spec: FeatureViewSpec, sources: str) -> Snapshot | None:
+        key = snapshots.snapshot_key(spec.name)
+        table = self.objects.read_ipc(key, lambda schema: snapshots.sources_of(schema) == sources)
+        return Snapshot.from_table(table) if table is not None else None
 
     def _partition_listing(self, spec: FeatureViewSpec) -> dict[str, str]:
         listing = self.objects.listing(f"{spec.name}/")

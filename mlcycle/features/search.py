@@ -14,7 +14,7 @@ search of needles grouped by key is several times faster than of random ones: ea
 close together, so the searches stay in cache. Key codes follow the sorted key order on both sides, so
 the grouping holds for every view. With a snapshot (:mod:`mlcycle.features.snapshots`) the view side is
 precomputed and a join is only the entity side's search and a gather. The leakage guard only changes
-which array is searched (see :func:`_searched`).
+which array is searched (see :func:`mlcycle.features.ordering.by_visibility`).
 """
 
 from __future__ import annotations
@@ -29,18 +29,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlcycle.config import FeatureViewSpec
 from mlcycle.features.keys import codes, encode
-from mlcycle.features.snapshots import (
-    KEY_LIMIT,
-    NULL_LAST,
-    ORDER_KEY,
-    VIS_BEST,
-    VIS_KEY,
-    Snapshot,
-    micros_and_nulls,
-)
-from mlcycle.features.sql import INGESTED_AT, PointInTimeQuery, ViewSource
+from mlcycle.features.ordering import KEY_LIMIT, by_visibility, join_order, micros_and_nulls, visible_from
+from mlcycle.features.snapshots import ORDER_KEY, VIS_BEST, VIS_KEY, Snapshot
+from mlcycle.features.sql import PointInTimeQuery, ViewSource
 
 Int64s = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -170,12 +162,7 @@ def _winners(
     spec = view.spec
     event, no_event = micros_and_nulls(rows[spec.event_timestamp], fill=0)
     guarded = leakage_guard and spec.created_timestamp is not None
-    vis = event
-    if guarded:
-        assert spec.created_timestamp is not None
-        created, no_created = micros_and_nulls(rows[spec.created_timestamp], fill=NULL_LAST)
-        # greatest(event, created) as DuckDB computes it: a null created does not delay visibility.
-        vis = np.where(no_created, event, np.maximum(event, created))
+    vis = visible_from(spec, rows, event) if guarded else event
 
     view_codes = entity.lookup(rows)
     # A view row without event time or known keys can never be picked (SQL: null comparisons, no match).
@@ -186,18 +173,15 @@ def _winners(
     )
     base = view_codes * span
     order_key = base + event_off if everywhere else np.where(placeable, base + event_off, -1)
-    # Rows in the order (keys, event, created, ingested). An argsort of one int64 key is much cheaper
-    # than a lexsort; the tie-breaking columns are only read where (keys, event) repeats.
-    order = np.argsort(order_key)
+    order = join_order(spec, rows, order_key)  # (keys, event, created, ingested)
     sorted_key = order_key[order]
-    if bool(np.any(sorted_key[1:] == sorted_key[:-1])):  # ties: stable, so full ties go by input order
-        order = np.lexsort((*reversed(_tiebreaks(spec, rows)), order_key))
-        sorted_key = order_key[order]
     start = 0 if everywhere else int(np.searchsorted(sorted_key, 0))  # unplaceable rows (-1) sort first
     order, sorted_key = order[start:], sorted_key[start:]
     if len(order) == 0:
         return np.zeros(len(entity.order), np.int64), np.zeros(len(entity.order), np.bool_)
-    search, best = _searched(guarded, sorted_key, (base + vis_off)[order] if guarded else sorted_key)
+    # Unguarded, a row is visible from its event time: the join order itself is searched, and the last
+    # entry at or before (key, t) is the greatest visible row. Guarded, see by_visibility.
+    search, best = by_visibility((base + vis_off)[order]) if guarded else (sorted_key, None)
 
     # The entity rows grouped by code: the binary searches stay cache-local.
     found = np.searchsorted(search, entity.codes * span + entity_off, side="right") - 1
@@ -265,28 +249,6 @@ def _masked(array: pa.Array, valid: Bools) -> pa.Array:
     buffers = array.buffers()
     buffers[0] = pa.py_buffer(bits.tobytes())
     return pa.Array.from_buffers(array.type, len(array), buffers, null_count=-1)
-
-
-def _tiebreaks(spec: FeatureViewSpec, rows: pa.Table) -> list[Int64s]:
-    """The order's columns after the event time, as sort keys with nulls last (created, ingested)."""
-    columns = [c for c in (spec.created_timestamp, INGESTED_AT) if c and c in rows.column_names]
-    return [micros_and_nulls(rows[c], fill=NULL_LAST)[0] for c in columns]
-
-
-def _searched(guarded: bool, order_key: Int64s, vis_key: Int64s) -> tuple[Int64s, Int64s | None]:
-    """The sorted array to search, and (guarded) the order position each of its entries stands for.
-
-    Unguarded, a row is visible from its event time, so the ordering array itself is searched: the last
-    entry at or before ``(key, t)`` is the greatest visible row. Guarded, visibility (``vis``) and ordering
-    differ: the rows are sorted by ``(key, vis)`` and carry the running maximum of their order position,
-    i.e. the best row visible so far (the ``__best`` of the SQL). One global running maximum suffices:
-    positions grow with the key code, so an earlier key's positions never exceed the current key's.
-    Equal ``vis`` are handled by searching ``side="right"``: the last of them carries them all.
-    """
-    if not guarded:
-        return order_key, None
-    by_vis = np.argsort(vis_key)  # the order among equal vis does not matter: the last carries them all
-    return vis_key[by_vis], np.maximum.accumulate(by_vis)
 
 
 def _time_offsets(

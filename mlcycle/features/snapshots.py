@@ -28,7 +28,7 @@ from pyarrow import ipc
 
 from mlcycle.config import FeatureViewSpec
 from mlcycle.features.keys import encode
-from mlcycle.features.sql import INGESTED_AT
+from mlcycle.features.ordering import KEY_LIMIT, by_visibility, join_order, micros_and_nulls, visible_from
 
 Int64s = npt.NDArray[np.int64]
 
@@ -39,11 +39,6 @@ ORDER_KEY = "__order_key"
 VIS_KEY = "__vis_key"
 VIS_BEST = "__vis_best"
 INTERNAL = (CODE, ORDER_KEY, VIS_KEY, VIS_BEST)
-#: The largest value a combined search key may reach (headroom below 2**63 for the small offsets).
-KEY_LIMIT = 2**62
-#: Stands for a null created / ingested time in the ordering: SQL's ``ORDER BY ... ASC`` puts nulls
-#: last in both dialects, so a null sorts as the greatest value.
-NULL_LAST = np.iinfo(np.int64).max
 
 
 def snapshot_key(view: str) -> str:
@@ -68,7 +63,6 @@ class Snapshot:
     low: int
     high: int
     span: int
-    guarded: bool
 
     @property
     def rows(self) -> pa.Table:
@@ -94,13 +88,12 @@ class Snapshot:
             low=int(meta[b"low"]),
             high=int(meta[b"high"]),
             span=int(meta[b"span"]),
-            guarded=VIS_KEY in table.column_names,
         )
 
 
-def sources_of(table: pa.Table) -> str | None:
+def sources_of(schema: pa.Schema) -> str | None:
     """The ``sources`` fingerprint a snapshot was built from (None: not a snapshot of this format)."""
-    meta = table.schema.metadata or {}
+    meta = schema.metadata or {}
     if meta.get(b"format") != FORMAT_VERSION.encode():
         return None
     value = meta.get(b"sources")
@@ -114,30 +107,26 @@ def build(spec: FeatureViewSpec, rows: pa.Table, sources: str) -> pa.Table:
         placeable = pc.and_(placeable, pc.is_valid(rows[key]))
     rows = rows.filter(placeable)  # rows without keys or event time can never be picked
     code = encode(rows, spec.entity_keys)[1]
-    event = micros(rows[spec.event_timestamp], fill=0)
+    event = micros_and_nulls(rows[spec.event_timestamp], fill=0)[0]
+    vis = visible_from(spec, rows, event)
     low = int(event.min()) if len(event) else 0
-    high = int(event.max()) if len(event) else 0
-    vis = event
-    if spec.created_timestamp is not None:
-        created, no_created = micros_and_nulls(rows[spec.created_timestamp], fill=NULL_LAST)
-        # greatest(event, created) as DuckDB computes it: a null created does not delay visibility.
-        vis = np.where(no_created, event, np.maximum(event, created))
-        high = int(vis.max()) if len(vis) else high
+    high = int(vis.max()) if len(vis) else 0
     cardinality = int(code.max()) + 1 if len(code) else 0
     span = high - low + 2
     if cardinality * span >= KEY_LIMIT:
         span = 0  # the engine falls back to searching the rows like partitions
-    order = _join_order(spec, rows, code, event, low=low, span=span)
+        order = join_order(spec, rows, code, event)
+    else:
+        order = join_order(spec, rows, code * span + (event - low + 1))
     table = rows.take(pa.array(order)).append_column(CODE, pa.array(code[order]))
     if span:
         base = code[order] * span
         table = table.append_column(ORDER_KEY, pa.array(base + (event[order] - low + 1)))
         if spec.created_timestamp is not None:
             # Guarded searches go by visibility: sorted (key, vis) with the best order position so far.
-            vis_key = base + (vis[order] - low + 1)
-            by_vis = np.argsort(vis_key, kind="stable")
-            table = table.append_column(VIS_KEY, pa.array(vis_key[by_vis]))
-            table = table.append_column(VIS_BEST, pa.array(np.maximum.accumulate(by_vis)))
+            vis_key, best = by_visibility(base + (vis[order] - low + 1))
+            table = table.append_column(VIS_KEY, pa.array(vis_key))
+            table = table.append_column(VIS_BEST, pa.array(best))
     meta = {"format": FORMAT_VERSION, "sources": sources, "low": str(low), "high": str(high)}
     return table.replace_schema_metadata(meta | {"span": str(span)})
 
@@ -148,39 +137,6 @@ def to_bytes(table: pa.Table) -> bytes:
     with ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue()
-
-
-def _join_order(
-    spec: FeatureViewSpec, rows: pa.Table, code: Int64s, event: Int64s, *, low: int, span: int
-) -> Int64s:
-    """Row numbers in the order (code, event, created, ingested) with nulls last; full ties stay in
-    input order. One int64 argsort when the combined key fits and has no ties, else a lexsort."""
-    if span:
-        combined = code * span + (event - low + 1)
-        order = np.argsort(combined, kind="stable")
-        if not bool(np.any(combined[order][1:] == combined[order][:-1])):
-            return np.asarray(order, np.int64)
-    tiebreaks = [
-        micros(rows[c], fill=NULL_LAST)
-        for c in (spec.created_timestamp, INGESTED_AT)
-        if c and c in rows.column_names
-    ]
-    return np.asarray(np.lexsort((*reversed(tiebreaks), event, code)), np.int64)
-
-
-def micros_and_nulls(column: pa.ChunkedArray | pa.Array, fill: int) -> tuple[Int64s, npt.NDArray[np.bool_]]:
-    """Microseconds since the epoch as int64 (nulls replaced by ``fill``), and the null mask."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_timestamp(array.type) and array.type.unit != "us":
-        # Same instant in microseconds (the store's unit); finer units truncate, as DuckDB's TIMESTAMP does.
-        array = pc.cast(array, pa.timestamp("us", array.type.tz), safe=False)
-    values = array.cast(pa.int64())
-    mask = np.asarray(values.is_null().to_numpy(zero_copy_only=False), np.bool_)
-    return np.asarray(pc.fill_null(values, fill).to_numpy(zero_copy_only=False), np.int64), mask
-
-
-def micros(column: pa.ChunkedArray | pa.Array, fill: int) -> Int64s:
-    return micros_and_nulls(column, fill)[0]
 
 
 def _ints(column: pa.ChunkedArray) -> Int64s:

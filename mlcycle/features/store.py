@@ -141,7 +141,10 @@ class FeatureStore:
         bounds = _time_bounds(entity, timestamp_column)
         # One thread per view: listing and reading are I/O (S3 round trips), and Arrow releases the GIL.
         with ThreadPoolExecutor(max(len(query.views), 1)) as pool:
-            read = pool.map(lambda s: self._view_rows(s.spec, bounds), query.views)
+            read = pool.map(
+                lambda s: self.offline.for_join(s.spec, self.contract(s.spec), _dates(s.spec, bounds)),
+                query.views,
+            )
             inputs = {s.table: rows for s, rows in zip(query.views, read, strict=True)}
         if isinstance(self.engine, SortedSearchEngine):
             return self.engine.run(query, {_ENTITY_TABLE: entity, **inputs})
@@ -150,14 +153,6 @@ class FeatureStore:
         entity, tables, sources = _encode_keys(entity, tables, query.views)
         query = replace(query, views=sources)
         return self.engine.run(sql.build(query, "duckdb"), {_ENTITY_TABLE: entity, **tables})
-
-    def _view_rows(
-        self, view: FeatureViewSpec, bounds: tuple[datetime, datetime] | None
-    ) -> pa.Table | Snapshot:
-        """The view's snapshot when it is current, else the partitions that can hold a visible row."""
-        contract = self.contract(view)
-        snapshot = self.offline.snapshot(view, contract) if view.compact else None
-        return snapshot if snapshot is not None else self.offline.read(view, contract, _dates(view, bounds))
 
     def historical_sql(
         self,
