@@ -78,14 +78,24 @@ def _champion_check(
 # ---- behavioural checks ---------------------------------------------------------------------------------
 
 
-def invariance_check(model: Any, test: pd.DataFrame, problem: Problem, spec: dict[str, Any]) -> CheckResult:
-    """Rows moved by more than epsilon when only ``feature`` changed, as a fraction of the rows tried."""
-    feature, name = spec["feature"], f"invariance:{spec['feature']}"
+def _behaviour_base(
+    model: Any, test: pd.DataFrame, problem: Problem, feature: str, name: str
+) -> np.ndarray | CheckResult:
+    """The test set's scores that a behavioural check perturbs, or its result when it cannot run."""
     base = scores(model, test, problem)
     if base is None:
         return CheckResult.skip(name, "multi-class model")
     if feature not in test:
         return CheckResult(name, False, None, None, f"{feature!r} is not a column of the test set")
+    return base
+
+
+def invariance_check(model: Any, test: pd.DataFrame, problem: Problem, spec: dict[str, Any]) -> CheckResult:
+    """Rows moved by more than epsilon when only ``feature`` changed, as a fraction of the rows tried."""
+    feature, name = spec["feature"], f"invariance:{spec['feature']}"
+    base = _behaviour_base(model, test, problem, feature, name)
+    if isinstance(base, CheckResult):
+        return base
     moved, tried = 0, 0
     for variant in _variants(test, feature, spec):
         changed = variant[feature].astype(str) != test[feature].astype(str)
@@ -110,11 +120,9 @@ def _variants(test: pd.DataFrame, feature: str, spec: dict[str, Any]) -> list[pd
 def directional_check(model: Any, test: pd.DataFrame, problem: Problem, spec: dict[str, Any]) -> CheckResult:
     """Adding ``delta`` to ``feature``: the mean shift must go the declared way, few rows against it."""
     feature, name = spec["feature"], f"directional:{spec['feature']}"
-    base = scores(model, test, problem)
-    if base is None:
-        return CheckResult.skip(name, "multi-class model")
-    if feature not in test:
-        return CheckResult(name, False, None, None, f"{feature!r} is not a column of the test set")
+    base = _behaviour_base(model, test, problem, feature, name)
+    if isinstance(base, CheckResult):
+        return base
     moved = test.assign(**{feature: pd.to_numeric(test[feature], errors="coerce") + spec["delta"]})
     sign = 1.0 if spec["direction"] == "increase" else -1.0
     shift = sign * (scores(model, moved, problem) - base)  # type: ignore[operator]
