@@ -211,6 +211,30 @@ def test_directional(problem: dict[str, Any]) -> None:
     ).passed
 
 
+class ThreeClassStub(StubModel):
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        return np.full((len(x), 3), 1 / 3)
+
+
+@pytest.mark.parametrize("check", [post.invariance_check, post.directional_check])
+def test_behavioural_checks_that_cannot_run_say_why(problem: dict[str, Any], check: Any) -> None:
+    spec = {
+        "feature": "no_such_column",
+        "delta": 1,
+        "values": (),
+        "direction": "increase",
+        "epsilon": 0.05,
+        "tolerance": 0.01,
+        "max_violation_fraction": 0.1,
+    }
+    # GIVEN a feature the test set lacks: the check fails and names it
+    missing = check(StubModel(), _frame(), problem, spec)
+    assert not missing.passed and "'no_such_column' is not a column" in missing.detail
+    # AND a multi-class model: the check is skipped, with the reason
+    skipped = check(ThreeClassStub(), _frame(), problem, spec | {"feature": "support_calls"})
+    assert skipped.passed and "multi-class" in skipped.detail
+
+
 def test_calibration() -> None:
     y = np.array([0, 0, 1, 1])
     assert post.expected_calibration_error(y, np.array([0.0, 0.0, 1.0, 1.0])) == 0
