@@ -6,12 +6,12 @@ stack, and the gates (cdk-nag during synth, cfn-lint after it). No environment r
 from __future__ import annotations
 
 from infra.app_builder import compose, new_app, synth_and_check
-from mlcycle.config import load_settings
+from mlcycle.application.settings import resolve_settings
 
 
 def main() -> None:
     app = new_app()
-    settings = load_settings(app.node.try_get_context("config"))
+    settings = resolve_settings(app.node.try_get_context("config"))
     synth_and_check(app, compose(app, settings))
 
 

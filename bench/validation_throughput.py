@@ -73,12 +73,13 @@ def run_handler(path: Path, chunk_rows: int) -> dict[str, float]:
     import boto3
 
     from infra.app_builder import synth
-    from mlcycle.config import LambdaSettings, load_settings
+    from mlcycle.application.settings import resolve_settings
+    from mlcycle.config import LambdaSettings
     from mlcycle.data.manifests import manifest_keys, read_manifest
     from mlcycle.local.session import local_platform
 
     # A threshold above the file keeps the upload on the single-function path being measured.
-    settings = load_settings().model_copy(update={"functions": LambdaSettings(large_upload_bytes=1 << 40)})
+    settings = resolve_settings().model_copy(update={"functions": LambdaSettings(large_upload_bytes=1 << 40)})
     with tempfile.TemporaryDirectory() as assembly:
         synth(settings, Path(assembly))
         with local_platform(settings, Path(assembly)) as local:

@@ -18,11 +18,21 @@ logger = Logger()
 tracer = Tracer()
 
 
+class Environment(runtime.FunctionEnvironment):
+    handler = "functions.build_training_set"
+    curated_bucket: str
+    artifacts_bucket: str
+    lineage_table: str | None = None
+    #: Both given when feature views provide the problem's features (point-in-time training sets).
+    features_bucket: str | None = None
+    glue_database: str | None = None
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PipelineRequest.model_validate(event)
-    settings, env = runtime.settings(), runtime.environment()
+    settings, env = runtime.settings(), runtime.environment(Environment)
     dataset = request.input.dataset
     if dataset not in (None, settings.problem.dataset.name):
         raise ValueError(
@@ -32,7 +42,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         FeatureStore.from_settings(
             settings,
             features_bucket=env.features_bucket,
-            glue_database=env.glue_database or None,
+            glue_database=env.glue_database,
             s3=aws.client("s3"),
         )
         if env.features_bucket and settings.feature_views
@@ -47,7 +57,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         lineage=LineageStore(env.lineage_table, client=aws.client("dynamodb")) if env.lineage_table else None,
         feature_store=store,
         feature_time_suffix=settings.model_tests.feature_time_suffix,
-        glue_database=env.glue_database or None,
+        glue_database=env.glue_database,
     )
     logger.info("training set built", extra=result.__dict__)
     return result.__dict__ | {"poll_seconds": request.input.poll_seconds}

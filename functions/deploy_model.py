@@ -10,16 +10,25 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlcycle import aws, deployment, events, lineage, runtime
+from mlcycle.names import EventType
 
 logger = Logger()
 tracer = Tracer()
+
+
+class Environment(runtime.FunctionEnvironment):
+    handler = "functions.deploy_model"
+    monitoring_bucket: str
+    event_bus: str
+    sagemaker_role_arn: str
+    lineage_table: str | None = None
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    settings, env = runtime.settings(), runtime.environment()
+    settings, env = runtime.settings(), runtime.environment(Environment)
     package_arn = event.detail["ModelPackageArn"]
     result = deployment.deploy(
         settings,
@@ -37,6 +46,6 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
             endpoint_config=result.endpoint_config_name,
         )
     if result.action != "unchanged":
-        events.publish(aws.client("events"), env.event_bus, events.MODEL_DEPLOYED, detail)
+        events.publish(aws.client("events"), env.event_bus, EventType.MODEL_DEPLOYED, detail)
     logger.info("model deployed", extra=detail)
     return detail

@@ -7,18 +7,31 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.prepare_data import recorders
 from mlcycle import aws, events, runtime
 from mlcycle.data import large_uploads
+from mlcycle.data.prepare import Recorders
 
 logger = Logger()
 tracer = Tracer()
 
 
+class ChunkEnvironment(runtime.FunctionEnvironment):
+    """``plan`` and ``chunk``: they write curated parts only."""
+
+    handler = "functions.large_upload"
+    curated_bucket: str
+
+
+class FinishEnvironment(ChunkEnvironment):
+    event_bus: str
+    glue_database: str | None = None
+    lineage_table: str | None = None
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    env = runtime.environment()
+    env = runtime.environment(ChunkEnvironment)
     planned = large_uploads.plan(event, s3=aws.client("s3"), curated_bucket=env.curated_bucket)
     logger.info("large upload planned", extra={k: v for k, v in planned.items() if k != "header"})
     return planned
@@ -27,7 +40,7 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def chunk(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    env = runtime.environment()
+    env = runtime.environment(ChunkEnvironment)
     return large_uploads.process_chunk(
         event, runtime.settings(), s3=aws.client("s3"), curated_bucket=env.curated_bucket
     )
@@ -36,13 +49,13 @@ def chunk(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def finish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    env = runtime.environment()
+    env = runtime.environment(FinishEnvironment)
     result = large_uploads.finish(
         event,
         runtime.settings(),
         s3=aws.client("s3"),
         curated_bucket=env.curated_bucket,
-        recorders=recorders(env),
+        recorders=Recorders.connect(glue_database=env.glue_database, lineage_table=env.lineage_table),
     )
     for detail_type in result.event_types:
         events.publish(aws.client("events"), env.event_bus, detail_type, result.as_event())

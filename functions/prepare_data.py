@@ -25,7 +25,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlcycle import aws, events, runtime
 from mlcycle.data import large_uploads
 from mlcycle.data.prepare import Recorders, Upload, prepare_upload
-from mlcycle.lineage import LineageStore
 
 logger = Logger()
 tracer = Tracer()
@@ -34,11 +33,23 @@ tracer = Tracer()
 IDEMPOTENCY_SECONDS = 24 * 3600
 
 
+class Environment(runtime.FunctionEnvironment):
+    handler = "functions.prepare_data"
+    curated_bucket: str
+    event_bus: str
+    glue_database: str | None = None
+    lineage_table: str | None = None
+    #: Without a table (a bare test) deterministic keys still bound the harm of a repeat.
+    idempotency_table: str | None = None
+    #: Without it, every upload is read here, whatever its size.
+    large_upload_state_machine: str | None = None
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @event_source(data_class=S3Event)
 def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    prepare = _exactly_once(runtime.environment(), context)
+    prepare = _exactly_once(runtime.environment(Environment), context)
     return {"uploads": [prepare(record=_identity(record)) for record in event.records]}
 
 
@@ -53,9 +64,9 @@ def _identity(record: S3EventRecord) -> dict[str, Any]:
     }
 
 
-def _exactly_once(env: runtime.FunctionEnvironment, context: LambdaContext) -> Callable[..., dict[str, Any]]:
+def _exactly_once(env: Environment, context: LambdaContext) -> Callable[..., dict[str, Any]]:
     if not env.idempotency_table:
-        return prepare_record  # no table configured (a bare test): deterministic keys still bound the harm
+        return prepare_record
     config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_SECONDS)
     config.register_lambda_context(context)
     layer = DynamoDBPersistenceLayer(table_name=env.idempotency_table, boto3_client=aws.client("dynamodb"))
@@ -66,7 +77,7 @@ def _exactly_once(env: runtime.FunctionEnvironment, context: LambdaContext) -> C
 
 
 def prepare_record(record: dict[str, Any]) -> dict[str, Any]:
-    settings, env = runtime.settings(), runtime.environment()
+    settings, env = runtime.settings(), runtime.environment(Environment)
     upload = Upload(record["bucket"], record["key"], record["version_id"])
     if (
         env.large_upload_state_machine
@@ -76,18 +87,13 @@ def prepare_record(record: dict[str, Any]) -> dict[str, Any]:
         logger.info("large upload handed to the state machine", extra=started)
         return started
     result = prepare_upload(
-        upload, settings, s3=aws.client("s3"), curated_bucket=env.curated_bucket, recorders=recorders(env)
+        upload,
+        settings,
+        s3=aws.client("s3"),
+        curated_bucket=env.curated_bucket,
+        recorders=Recorders.connect(glue_database=env.glue_database, lineage_table=env.lineage_table),
     )
     for detail_type in result.event_types:
         events.publish(aws.client("events"), env.event_bus, detail_type, result.as_event())
     logger.info("prepared upload", extra=result.as_event())
     return result.as_event()
-
-
-def recorders(env: runtime.FunctionEnvironment) -> Recorders:
-    """Glue and lineage when the function is configured with them."""
-    return Recorders(
-        glue=aws.client("glue") if env.glue_database else None,
-        glue_database=env.glue_database,
-        lineage=LineageStore(env.lineage_table, client=aws.client("dynamodb")) if env.lineage_table else None,
-    )

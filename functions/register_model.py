@@ -17,9 +17,17 @@ from pydantic import BaseModel
 from mlcycle import aws, events, registry, runtime
 from mlcycle import lineage as mlcycle_lineage
 from mlcycle.config import Settings
+from mlcycle.names import EventType
 
 logger = Logger()
 tracer = Tracer()
+
+
+class Environment(runtime.FunctionEnvironment):
+    handler = "functions.register_model"
+    artifacts_bucket: str
+    event_bus: str
+    lineage_table: str | None = None
 
 
 class TrainingSetRef(BaseModel):
@@ -53,7 +61,7 @@ def lineage(request: Request, settings: Settings) -> dict[str, str]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = Request.model_validate(event)
-    settings, env = runtime.settings(), runtime.environment()
+    settings, env = runtime.settings(), runtime.environment(Environment)
     sagemaker = aws.client("sagemaker")
     result = registry.read_training_job(
         sagemaker, aws.client("s3"), request.training_job_name, request.evaluation_prefix
@@ -69,8 +77,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
     detail = asdict(registration) | {"metrics": result.metrics, "evaluation_uri": result.evaluation_uri}
     bus = aws.client("events")
-    events.publish(bus, env.event_bus, events.MODEL_REGISTERED, detail)
+    events.publish(bus, env.event_bus, EventType.MODEL_REGISTERED, detail)
     if registration.approval_status == registry.PENDING:
-        events.publish(bus, env.event_bus, events.MODEL_REVIEW_REQUESTED, detail)
+        events.publish(bus, env.event_bus, EventType.MODEL_REVIEW_REQUESTED, detail)
     logger.info("model registered", extra=detail)
     return detail

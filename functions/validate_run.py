@@ -18,11 +18,16 @@ logger = Logger()
 tracer = Tracer()
 
 
+class Environment(runtime.FunctionEnvironment):
+    handler = "functions.validate_run"
+    artifacts_bucket: str
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PipelineRequest.model_validate(event)
-    settings, env = runtime.settings(), runtime.environment()
+    settings, env = runtime.settings(), runtime.environment(Environment)
     run = pipeline_runs.start_run(
         settings,
         execution_name=request.execution_name,

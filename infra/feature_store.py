@@ -21,8 +21,8 @@ from infra.gates import acknowledge, iam5_actions, iam5_resource
 from infra.queues import dead_letter_queue
 from infra.tables import encrypted_table
 from mlcycle.config import Settings
-from mlcycle.events import DATASET_VALIDATED, SOURCE
 from mlcycle.features import offline
+from mlcycle.names import EVENT_SOURCE, EventType
 
 #: Lambda retries an asynchronous invocation this often before the event goes to the dead letters.
 RETRY_ATTEMPTS = 2
@@ -116,7 +116,7 @@ class FeatureStore(Construct):
             description="Validated uploads of datasets that feed feature views are ingested",
             event_bus=self._bus,
             event_pattern=events.EventPattern(
-                source=[SOURCE], detail_type=[DATASET_VALIDATED], detail={"dataset": sources}
+                source=[EVENT_SOURCE], detail_type=[EventType.DATASET_VALIDATED], detail={"dataset": sources}
             ),
             enabled=bool(sources),
         )

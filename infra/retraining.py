@@ -13,9 +13,8 @@ from constructs import Construct
 
 from infra.queues import dead_letter_queue
 from mlcycle.config import Settings
+from mlcycle.names import EVENT_SOURCE, EventType
 
-#: The ``source`` of every event we put on our bus.
-EVENT_SOURCE = "mlcycle"
 #: The schedule the (then disabled) rule carries when settings name none.
 DEFAULT_SCHEDULE = "rate(7 days)"
 
@@ -58,7 +57,9 @@ class Retraining(Construct):
             "NewData",
             description="New validated data starts a training run for its dataset",
             event_bus=bus,
-            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=["DatasetValidated"]),
+            event_pattern=events.EventPattern(
+                source=[EVENT_SOURCE], detail_type=[EventType.DATASET_VALIDATED]
+            ),
             enabled=settings.retraining.on_new_data,
         )
         self.new_data.add_target(

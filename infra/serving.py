@@ -21,6 +21,7 @@ from infra.gates import acknowledge, iam5_actions, iam5_arn
 from infra.queues import dead_letter_queue
 from infra.registry import ModelRegistry
 from mlcycle.config import Settings
+from mlcycle.names import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
 
 RETRY_ATTEMPTS = 2
 
@@ -64,8 +65,8 @@ class Serving(Construct):
             "Approved",
             description="An approved version in our model package group is deployed",
             event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Model Package State Change"],
+                source=[SAGEMAKER_SOURCE],
+                detail_type=[MODEL_PACKAGE_STATE_CHANGE],
                 detail={
                     "ModelPackageGroupName": [registry.group_name],
                     "ModelApprovalStatus": ["Approved"],

@@ -8,7 +8,6 @@ from constructs import Construct
 from infra.alerting import Alerting
 from infra.data_lake import DataLake
 from infra.data_preparation import DataPreparation
-from infra.env import LINEAGE_TABLE
 from infra.feature_store import FeatureStore
 from infra.functions import FunctionFactory
 from infra.lineage import Lineage
@@ -18,6 +17,7 @@ from infra.retraining import EventBus, Retraining
 from infra.serving import Serving
 from infra.training_pipeline import TrainingPipeline
 from mlcycle.config import Settings
+from mlcycle.names import Env, Output
 
 
 class MlcycleStack(cdk.Stack):
@@ -82,7 +82,7 @@ class MlcycleStack(cdk.Stack):
             self.serving.deploy_model,
         ):
             self.lineage.grant_record(recorder)
-            recorder.add_environment(LINEAGE_TABLE, self.lineage.table.table_name)
+            recorder.add_environment(Env.LINEAGE_TABLE, self.lineage.table.table_name)
         self.retraining = Retraining(
             self, "Retraining", settings=settings, bus=bus, state_machine=self.training.state_machine, key=key
         )
@@ -110,20 +110,20 @@ class MlcycleStack(cdk.Stack):
         self._outputs()
 
     def _outputs(self) -> None:
-        """Names the CLI, the local runtime and operators need (mlcycle.local.platform.OUTPUTS reads them)."""
+        """Names the CLI, the local runtime and operators need (the application layer's Platform)."""
         lake = self.data_lake
         values = {
-            "LandingBucketName": lake.landing.bucket_name,
-            "CuratedBucketName": lake.curated.bucket_name,
-            "ArtifactsBucketName": lake.artifacts.bucket_name,
-            "MonitoringBucketName": lake.monitoring.bucket_name,
-            "TrainingStateMachineArn": self.training.state_machine.state_machine_arn,
-            "EventBusName": self.events.bus.event_bus_name,
-            "LineageTableName": self.lineage.table.table_name,
-            "FeaturesBucketName": lake.features.bucket_name,
-            "OnlineTableName": self.feature_store.online_table.table_name,
-            "GlueDatabaseName": lake.glue_database_name,
-            "AthenaWorkGroupName": lake.athena_workgroup_name,
+            Output.LANDING_BUCKET: lake.landing.bucket_name,
+            Output.CURATED_BUCKET: lake.curated.bucket_name,
+            Output.ARTIFACTS_BUCKET: lake.artifacts.bucket_name,
+            Output.MONITORING_BUCKET: lake.monitoring.bucket_name,
+            Output.TRAINING_STATE_MACHINE: self.training.state_machine.state_machine_arn,
+            Output.EVENT_BUS: self.events.bus.event_bus_name,
+            Output.LINEAGE_TABLE: self.lineage.table.table_name,
+            Output.FEATURES_BUCKET: lake.features.bucket_name,
+            Output.ONLINE_TABLE: self.feature_store.online_table.table_name,
+            Output.GLUE_DATABASE: lake.glue_database_name,
+            Output.ATHENA_WORKGROUP: lake.athena_workgroup_name,
         }
         for name, value in values.items():
-            cdk.CfnOutput(self, name, value=value)
+            cdk.CfnOutput(self, str(name), value=value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -247,35 +248,6 @@ class FeatureViewSpec(_Model):
                 )
 
 
-def _example_model_tests(data: dict[str, object]) -> ModelTestsSettings:
-    """Model tests the example churn problem passes: its generator ignores ``region`` (invariance, and the
-    sensitive attribute) and raises churn with each support call (directional)."""
-    from mlcycle.example import churn
-
-    problem = data.get("problem")
-    if not (isinstance(problem, ProblemConfig) and problem.dataset.name == churn.contract().name):
-        return ModelTestsSettings()
-    # Gaps are wider than the generic defaults: ~250 test rows a region leave ~0.03 of sampling noise on
-    # a positive rate and ~0.06 on a recall, and a gap is the range over four regions.
-    return ModelTestsSettings(
-        invariance=(InvarianceCheck(feature="region", values=churn.REGIONS, max_violation_fraction=0.1),),
-        directional=(DirectionalCheck(feature="support_calls", delta=2, direction="increase"),),
-        sensitive_attribute="region",
-        max_positive_rate_difference=0.15,
-        max_recall_difference=0.25,
-    )
-
-
-def _example_feature_views(data: dict[str, object]) -> tuple[FeatureViewSpec, ...]:
-    """Default views: the example problem's when its dataset is the example's, none otherwise."""
-    from mlcycle.example import churn
-
-    problem = data.get("problem")
-    if isinstance(problem, ProblemConfig) and problem.dataset.name == churn.contract().name:
-        return churn.default_feature_views()
-    return ()
-
-
 class Settings(_Model):
     """A whole deployment of mlcycle."""
 
@@ -290,15 +262,14 @@ class Settings(_Model):
     instances: InstanceTypes = InstanceTypes()
     functions: LambdaSettings = LambdaSettings()
     retraining: RetrainingSettings = RetrainingSettings()
-    #: After ``problem``: the defaults declare checks on the example problem's features only.
-    model_tests: ModelTestsSettings = Field(default_factory=_example_model_tests)
+    model_tests: ModelTestsSettings = ModelTestsSettings()
     #: SageMaker scikit-learn framework container version (training and serving).
     sklearn_version: str = "1.9-0"
     #: Fraction of endpoint requests captured for monitoring (0-100).
     capture_percentage: Annotated[int, Field(ge=0, le=100)] = 100
     log_retention_days: int = 30
     #: Feature views of the feature store (mlcycle.features); after ``problem``, whose dataset they may read.
-    feature_views: tuple[FeatureViewSpec, ...] = Field(default_factory=_example_feature_views)
+    feature_views: tuple[FeatureViewSpec, ...] = ()
 
     @model_validator(mode="after")
     def _feature_views_read_known_datasets(self) -> Settings:
@@ -337,32 +308,44 @@ class Settings(_Model):
         return self.model_dump_json(indent=2)
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Read a deployment's settings: the example problem's defaults, overridden by a TOML or JSON file."""
-    from mlcycle.example.churn import default_problem
+class SettingsNotFoundError(FileNotFoundError):
+    """No settings file was named and none lies in the working directory."""
 
-    base = Settings(problem=default_problem()).model_dump(mode="json")
+
+def read_settings_file(path: str | Path) -> dict[str, object]:
+    """The raw document of a TOML (or, by suffix, JSON) settings file, unvalidated."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    document: dict[str, object] = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    return document
+
+
+def load_settings(path: str | Path | None = None, *, base: Mapping[str, object] | None = None) -> Settings:
+    """A deployment's settings: the file at ``path`` (default ``./mlcycle.toml``) laid over ``base``.
+
+    There is no built-in problem: a file that declares none needs a ``base`` that does (the CLI and the
+    CDK app lay a file without a ``[problem]`` over the example's settings, mlcycle.application.settings).
+    """
     if path is None:
-        candidate = Path(DEFAULT_CONFIG_FILE)
-        path = candidate if candidate.exists() else None
-    if path is not None:
-        p = Path(path)
-        text = p.read_text(encoding="utf-8")
-        overrides = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-        base = _deep_merge(base, overrides)
-    return Settings.model_validate(base)
+        if not Path(DEFAULT_CONFIG_FILE).exists():
+            if base is None:
+                raise SettingsNotFoundError(f"no settings file given and no ./{DEFAULT_CONFIG_FILE}")
+            return Settings.model_validate(base)
+        path = DEFAULT_CONFIG_FILE
+    return Settings.model_validate(merge_settings(base or {}, read_settings_file(path)))
 
 
 def settings_from_json(text: str) -> Settings:
     return Settings.model_validate_json(text)
 
 
-def _deep_merge(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
+def merge_settings(base: Mapping[str, object], over: Mapping[str, object]) -> dict[str, object]:
+    """``over`` laid over ``base``: tables merge key by key, any other value replaces."""
     out = dict(base)
     for key, value in over.items():
         current = out.get(key)
-        if isinstance(current, dict) and isinstance(value, dict):
-            out[key] = _deep_merge(current, value)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            out[key] = merge_settings(current, value)
         else:
             out[key] = value
     return out

@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from mlcycle.config import Settings, load_settings
+from mlcycle.application.settings import example_settings
+from mlcycle.config import Settings
 
 REGION = "us-east-1"
 
@@ -31,7 +32,16 @@ os.environ.update(
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return load_settings()
+    return example_settings()
+
+
+@pytest.fixture(autouse=True)
+def function_settings(settings: Settings) -> Iterator[None]:
+    """Handlers called directly read the example's settings, as if the CDK app had bundled them."""
+    from mlcycle import runtime
+
+    with runtime.supplied_settings(settings):
+        yield
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""CLI subcommands beyond the core ones in :mod:`mlcycle.cli`, one module each.
+"""The CLI's subcommands, one module each (:mod:`mlcycle.cli` only parses and dispatches).
 
 Each module exposes ``add_parser(subparsers)`` and sets ``func(args, settings) -> int`` on its parser.
 Modules import their heavy dependencies inside the command functions, so ``mlcycle --help`` stays fast.
 """
 
 #: Modules under mlcycle.commands that the CLI registers, in help order.
-MODULES = ("data", "query", "features", "lineage", "train", "models")
+MODULES = ("demo", "local", "data", "query", "features", "lineage", "train", "models", "example")

@@ -15,7 +15,7 @@ from mlcycle.config import Settings
 
 
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
     from mlcycle.data.prepare import Upload
 
     connection = connect(settings)
@@ -59,7 +59,7 @@ def _print_result(manifest: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
     from mlcycle.data.manifests import manifest_keys, read_manifest
 
     connection = connect(settings)
@@ -79,7 +79,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
     from mlcycle.data.manifests import find_manifest
 
     connection = connect(settings)

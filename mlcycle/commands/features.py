@@ -15,7 +15,7 @@ from mlcycle.config import Settings
 
 
 def _store(settings: Settings) -> tuple[Any, Any]:
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
     from mlcycle.features import FeatureStore
 
     connection = connect(settings)

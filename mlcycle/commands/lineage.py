@@ -13,7 +13,7 @@ from mlcycle.config import Settings
 
 
 def cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
     from mlcycle.lineage import LineageStore, render
 
     connection = connect(settings)

@@ -14,7 +14,7 @@ def _fmt(value: float | None) -> str:
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle import registry
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
 
     sagemaker = connect(settings).client("sagemaker")
     found = registry.versions(sagemaker, settings.model_package_group)
@@ -33,7 +33,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle import registry
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
 
     v = registry.get_version(
         connect(settings).client("sagemaker"), settings.model_package_group, args.version
@@ -56,7 +56,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle import registry
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
 
     status = registry.APPROVED if args.action == "approve" else registry.REJECTED
     sagemaker = connect(settings).client("sagemaker")
@@ -69,7 +69,7 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle import registry
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
 
     sagemaker = connect(settings).client("sagemaker")
     a = registry.get_version(sagemaker, settings.model_package_group, args.a)

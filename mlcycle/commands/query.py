@@ -11,7 +11,7 @@ from mlcycle.config import Settings
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle import query
-    from mlcycle.commands.connect import connect
+    from mlcycle.application.connect import connect
 
     connection = connect(settings)
     database = connection.platform.glue_database or settings.prefix.replace("-", "_")

@@ -9,8 +9,8 @@ from mlcycle.config import Settings
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from mlcycle import cycle
-    from mlcycle.commands.connect import connect
+    from mlcycle.application import cycle
+    from mlcycle.application.connect import connect
 
     connection = connect(settings)
     sfn = connection.client("stepfunctions")

@@ -33,7 +33,7 @@ from mlcycle.data import catalog
 from mlcycle.data.contracts import ContractError, KeyIndex, Violation, check
 from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
 from mlcycle.data.readers import count_records, detect, read_chunks
-from mlcycle.events import DATASET_QUARANTINED, DATASET_VALIDATED
+from mlcycle.names import EventType
 
 UPLOAD_PREFIX = "uploads/"
 MAX_REPORTED_VIOLATIONS = 1000
@@ -89,10 +89,10 @@ class PrepareResult:
     summary: str = ""
 
     @property
-    def event_types(self) -> list[str]:
+    def event_types(self) -> list[EventType]:
         """``DatasetValidated`` when rows were curated, ``DatasetQuarantined`` when any were not (or both)."""
-        kinds = [DATASET_VALIDATED] if self.curated_rows else []
-        return kinds + ([DATASET_QUARANTINED] if self.quarantined_rows or self.reason else [])
+        kinds = [EventType.DATASET_VALIDATED] if self.curated_rows else []
+        return kinds + ([EventType.DATASET_QUARANTINED] if self.quarantined_rows or self.reason else [])
 
     def as_event(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +149,17 @@ class Recorders:
     glue: Any | None = None
     glue_database: str = ""
     lineage: lin.LineageStore | None = None
+
+    @classmethod
+    def connect(cls, *, glue_database: str | None, lineage_table: str | None) -> Recorders:
+        """Glue and lineage with default clients, each when the function is configured with it."""
+        from mlcycle import aws
+
+        return cls(
+            glue=aws.client("glue") if glue_database else None,
+            glue_database=glue_database or "",
+            lineage=lin.LineageStore(lineage_table, client=aws.client("dynamodb")) if lineage_table else None,
+        )
 
 
 class _Sinks:

@@ -16,9 +16,12 @@ import pandas as pd
 from mlcycle.config import (
     ColumnSpec,
     DatasetContract,
+    DirectionalCheck,
     FeatureSpec,
     FeatureViewSpec,
+    InvarianceCheck,
     ModelSpec,
+    ModelTestsSettings,
     ProblemConfig,
 )
 
@@ -100,6 +103,32 @@ def default_feature_views() -> tuple[FeatureViewSpec, ...]:
             source="churn",
         ),
     )
+
+
+def model_tests() -> ModelTestsSettings:
+    """Model tests the example passes: its generator ignores ``region`` (invariance, and the sensitive
+    attribute) and raises churn with each support call (directional)."""
+    # Gaps are wider than the generic defaults: ~250 test rows a region leave ~0.03 of sampling noise on
+    # a positive rate and ~0.06 on a recall, and a gap is the range over four regions.
+    return ModelTestsSettings(
+        invariance=(InvarianceCheck(feature="region", values=REGIONS, max_violation_fraction=0.1),),
+        directional=(DirectionalCheck(feature="support_calls", delta=2, direction="increase"),),
+        sensitive_attribute="region",
+        max_positive_rate_difference=0.15,
+        max_recall_difference=0.25,
+    )
+
+
+def settings_document() -> dict[str, object]:
+    """The example's part of a settings document: its problem, model tests and feature views.
+
+    A settings file that declares no ``[problem]`` is laid over this (mlcycle.application.settings).
+    """
+    return {
+        "problem": default_problem().model_dump(mode="json"),
+        "model_tests": model_tests().model_dump(mode="json"),
+        "feature_views": [view.model_dump(mode="json") for view in default_feature_views()],
+    }
 
 
 def generate(

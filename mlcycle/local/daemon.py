@@ -16,26 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mlcycle.application.connect import STATE_DIR, STATE_FILE, alive, read_state
 from mlcycle.config import Settings
 
-STATE_DIR = Path(".mlcycle")
-STATE_FILE = STATE_DIR / "local.json"
 Say = Callable[[str], None]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
-def read_state() -> dict[str, object] | None:
-    if not STATE_FILE.exists():
-        return None
-    state: dict[str, object] = json.loads(STATE_FILE.read_text())
-    return state if _alive(int(str(state["pid"]))) else None
 
 
 def serve(settings: Settings, *, port: int, assembly: Path, say: Say) -> int:
@@ -67,11 +51,6 @@ def up(settings: Settings, *, port: int, assembly: Path, foreground: bool, say: 
     if (state := read_state()) is not None:
         say(f"already running at {state['endpoint_url']} (pid {state['pid']})")
         return 0
-    if not (assembly / f"{settings.prefix}.template.json").exists():
-        from infra.app_builder import synth
-
-        say(f"synthesizing the CDK app into {assembly}")
-        synth(settings, assembly)
     if foreground:
         return serve(settings, port=port, assembly=assembly, say=say)
     STATE_DIR.mkdir(exist_ok=True)
@@ -112,7 +91,7 @@ def down(*, say: Say) -> int:
     pid = int(str(state["pid"]))
     os.kill(pid, signal.SIGTERM)
     for _ in range(100):
-        if not _alive(pid):
+        if not alive(pid):
             break
         time.sleep(0.1)
     say(f"stopped (pid {pid})")

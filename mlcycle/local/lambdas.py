@@ -29,6 +29,7 @@ import threading
 import time
 import traceback
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from mlcycle import runtime
+from mlcycle.config import BUNDLED_CONFIG_FILE, Settings, settings_from_json
 from mlcycle.local.context import LocalContext
 
 if TYPE_CHECKING:
@@ -139,7 +142,8 @@ def _call_handler(fn: LambdaFunction, event: Any, context: LambdaContext) -> tup
         _LOG.error("%s cannot run: %s", fn.function_name, exc)
         return _error_payload("Runtime.ImportModuleError", str(exc), []), True
     try:
-        result = handler(event, context)
+        with runtime.supplied_settings(bundled_settings(fn)):
+            result = handler(event, context)
     except Exception as exc:  # every handler failure becomes a FunctionError, as in AWS
         _LOG.info("%s raised %s: %s", fn.function_name, type(exc).__name__, exc)
         return _exception_payload(exc), True
@@ -147,6 +151,31 @@ def _call_handler(fn: LambdaFunction, event: Any, context: LambdaContext) -> tup
         return json.dumps(result), False
     except (TypeError, ValueError) as exc:
         return _error_payload("Runtime.MarshalError", f"Unable to marshal response: {exc}", []), True
+
+
+def _settings_in_code(code: bytes) -> Settings | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(code)) as archive:
+            text = archive.read(BUNDLED_CONFIG_FILE).decode("utf-8")
+    except (KeyError, zipfile.BadZipFile):
+        return None
+    return settings_from_json(text)
+
+
+#: Parsed bundled settings by code hash: a function's code changes only through UpdateFunctionCode.
+_SETTINGS_BY_CODE: dict[str, Settings | None] = {}
+
+
+def bundled_settings(fn: LambdaFunction) -> Settings | None:
+    """The settings the CDK app bundled with the function's code (``mlcycle_config.json`` in its zip),
+    which the handler's ``mlcycle.runtime.settings()`` reads as it would in AWS; None for other code."""
+    code: bytes = getattr(fn, "code_bytes", b"")
+    if not code:
+        return None
+    sha = str(fn.code_sha_256)
+    if sha not in _SETTINGS_BY_CODE:
+        _SETTINGS_BY_CODE[sha] = _settings_in_code(code)
+    return _SETTINGS_BY_CODE[sha]
 
 
 def load_handler(handler: str) -> Handler:

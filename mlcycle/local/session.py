@@ -1,4 +1,5 @@
-"""An embedded AWS with the platform provisioned into it: for the demo, the daemon and the tests."""
+"""An embedded AWS with the platform provisioned into it from a synthesized cloud assembly: for the demo,
+the daemon and the tests. Synthesizing is the caller's business (the CLI runs infra's synth)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle import cycle
+from mlcycle.application import cycle
+from mlcycle.application.platform import Platform
 from mlcycle.config import Settings
 from mlcycle.local import server
-from mlcycle.local.platform import Platform
 from mlcycle.local.provision import Stack, provision
 
 Say = Callable[[str], None]
@@ -52,46 +53,8 @@ def local_platform(
             f"provisioned {len(stack.resources)} resources from "
             f"{assembly}/{stack_name(settings)}.template.json"
         )
-        platform = Platform.from_stack(stack)
+        platform = Platform.from_outputs(stack.outputs)
         clients = cycle.Clients.for_endpoint(aws.endpoint_url, settings.region)
         yield LocalPlatform(aws, stack, platform, clients)
     finally:
         aws.stop()
-
-
-def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: Callable[[str], None]) -> int:
-    """The main job: synth -> embedded AWS -> upload -> curated -> train -> register -> deploy -> invoke."""
-    from infra.app_builder import synth
-
-    steps("synthesizing the CDK app (cdk-nag and cfn-lint gates on)")
-    synth(settings, assembly)
-    steps("starting the embedded AWS and provisioning the platform from the synthesized template")
-    with local_platform(settings, assembly, port=port, say=say) as local:
-        c, p = local.clients, local.platform
-        steps("uploading the bundled example dataset to the landing bucket")
-        cycle.upload(c, p, cycle.bundled_dataset(), settings.problem.dataset.name, say)
-        steps("waiting for the prepare-data function to write curated Parquet")
-        keys = cycle.wait_for_curated(c, p, settings.problem.dataset.name, say)
-        steps("waiting for the ingest-features function to fill the feature views (offline store)")
-        cycle.wait_for_features(c, p, settings, keys, say)
-        steps("running the training pipeline (state machine -> local SageMaker training job -> registry)")
-        output = cycle.run_training(c, p, say)
-        registration = output.get("registration", output)
-        say(
-            f"registered model package version {registration.get('version')} "
-            f"({registration.get('approval_status')}); "
-            f"{registration.get('metric')} = {registration.get('value'):.4f}"
-        )
-        steps("waiting for the approval event to deploy the model to the endpoint")
-        cycle.wait_for_endpoint(c, settings, say)
-        steps("tracing the model's lineage (lineage store)")
-        cycle.show_lineage(c, p, str(registration.get("model_package_arn")), say)
-        steps("invoking the endpoint with held-out rows")
-        scores = cycle.score_holdout(c, settings, say)
-        steps("stopping the embedded AWS")
-        say(
-            f"held-out accuracy {scores['accuracy']:.3f}, "
-            f"ROC AUC {scores.get('roc_auc', float('nan')):.3f} on {scores['rows']:.0f} rows"
-        )
-    getattr(steps, "done", lambda: None)()
-    return 0

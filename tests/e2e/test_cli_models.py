@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlcycle.config import load_settings
-from mlcycle.cycle import bundled_dataset
+from mlcycle.application.cycle import bundled_dataset
+from mlcycle.application.settings import example_settings
 from mlcycle.local.server import free_port
 from tests.e2e.conftest import cli_env as _env
 
@@ -65,7 +65,7 @@ def test_train_then_manage_versions(tmp_path: Path, assembly: Path) -> None:
         compared = _mlcycle(tmp_path, "models", "compare", "1", "1")
         assert "roc_auc" in compared.stdout and "0.0000" in compared.stdout
         # AND the model's lineage runs back through the training set to the upload
-        chain = _mlcycle(tmp_path, "lineage", f"{load_settings().model_package_group}/1")
+        chain = _mlcycle(tmp_path, "lineage", f"{example_settings().model_package_group}/1")
         assert chain.returncode == 0, chain.stderr
         assert all(kind in chain.stdout for kind in ("training_set", "curated_version", "upload")), (
             chain.stdout

@@ -12,7 +12,7 @@ import boto3
 import pandas as pd
 import pytest
 
-from mlcycle import cycle
+from mlcycle.application import cycle
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.features import FeatureStore

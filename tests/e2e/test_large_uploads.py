@@ -83,7 +83,8 @@ def test_data_and_lineage_commands(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    from mlcycle.commands import connect, data, lineage
+    from mlcycle.application import connect
+    from mlcycle.commands import data, lineage
 
     local = fresh_platform
     monkeypatch.setattr(

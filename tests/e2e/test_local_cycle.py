@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mlcycle import cycle
+from mlcycle.application import cycle
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
 from mlcycle.example import churn

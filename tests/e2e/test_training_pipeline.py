@@ -21,7 +21,7 @@ import boto3
 import pandas as pd
 import pytest
 
-from mlcycle import cycle
+from mlcycle.application import cycle
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
 from mlcycle.data.training_sets import InsufficientDataError

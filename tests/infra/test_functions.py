@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from infra import env
+from mlcycle.names import Env
 from tests.infra.conftest import Synthesized, function_by_handler
 
 HANDLERS = {
     "functions.prepare_data.handler": {
-        *(env.CURATED_BUCKET, env.EVENT_BUS, env.GLUE_DATABASE, env.IDEMPOTENCY_TABLE),
-        *(env.LINEAGE_TABLE, env.LARGE_UPLOAD_STATE_MACHINE),
+        *(Env.CURATED_BUCKET, Env.EVENT_BUS, Env.GLUE_DATABASE, Env.IDEMPOTENCY_TABLE),
+        *(Env.LINEAGE_TABLE, Env.LARGE_UPLOAD_STATE_MACHINE),
     },
     "functions.build_training_set.handler": {
-        *(env.CURATED_BUCKET, env.ARTIFACTS_BUCKET, env.LINEAGE_TABLE),
-        *(env.FEATURES_BUCKET, env.GLUE_DATABASE),  # point-in-time features (the example declares views)
+        *(Env.CURATED_BUCKET, Env.ARTIFACTS_BUCKET, Env.LINEAGE_TABLE),
+        *(Env.FEATURES_BUCKET, Env.GLUE_DATABASE),  # point-in-time features (the example declares views)
     },
-    "functions.register_model.handler": {env.ARTIFACTS_BUCKET, env.EVENT_BUS, env.LINEAGE_TABLE},
+    "functions.register_model.handler": {Env.ARTIFACTS_BUCKET, Env.EVENT_BUS, Env.LINEAGE_TABLE},
     "functions.deploy_model.handler": {
-        env.MONITORING_BUCKET,
-        env.EVENT_BUS,
-        env.SAGEMAKER_ROLE_ARN,
-        env.LINEAGE_TABLE,
+        Env.MONITORING_BUCKET,
+        Env.EVENT_BUS,
+        Env.SAGEMAKER_ROLE_ARN,
+        Env.LINEAGE_TABLE,
     },
 }
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/x86_64/python3.13/latest"
@@ -44,7 +44,7 @@ def test_function_gets_only_the_variables_it_uses(
     synthesized: Synthesized, handler: str, names: set[str]
 ) -> None:
     variables = function_by_handler(synthesized, handler)["Properties"]["Environment"]["Variables"]
-    assert set(variables) == names | {env.SERVICE_NAME}
+    assert set(variables) == names | {Env.SERVICE_NAME}
 
 
 def test_layers_are_powertools_by_ssm_parameter_and_sdk_for_pandas(synthesized: Synthesized) -> None:

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from mlcycle.config import Settings, load_settings
-from mlcycle.cycle import bundled_dataset
+from mlcycle.application.cycle import bundled_dataset
+from mlcycle.application.settings import example_settings, resolve_settings
+from mlcycle.config import Settings, SettingsNotFoundError, load_settings
 from mlcycle.example import churn
 
 
@@ -38,7 +40,7 @@ def test_drift_out_of_range() -> None:
 def test_settings_file_overrides_defaults(tmp_path: Path) -> None:
     path = tmp_path / "mlcycle.toml"
     path.write_text('stage = "prod"\n[thresholds]\nmin_primary_metric = 0.9\n')
-    settings = load_settings(path)
+    settings = resolve_settings(path)
     assert (settings.stage, settings.thresholds.min_primary_metric) == ("prod", 0.9)
     assert settings.endpoint_name == "mlcycle-prod-endpoint"
     assert settings.problem.target == "churned"
@@ -48,8 +50,33 @@ def test_settings_reject_unknown_keys_and_bad_features(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('colour = "blue"\n')
     with pytest.raises(ValidationError):
-        load_settings(path)
-    problem = load_settings().problem.model_dump()
+        resolve_settings(path)
+    problem = example_settings().problem.model_dump()
     problem["features"] = ["nope"]
     with pytest.raises(ValidationError, match="nope"):
         Settings.model_validate({"problem": problem})
+
+
+def test_settings_carry_no_built_in_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a directory with no mlcycle.toml
+    monkeypatch.chdir(tmp_path)
+    # THEN the domain's loader has no problem to fall back on, and a file without one is invalid alone
+    with pytest.raises(SettingsNotFoundError):
+        load_settings()
+    (tmp_path / "mlcycle.toml").write_text('stage = "prod"\n')
+    with pytest.raises(ValidationError, match="problem"):
+        load_settings()
+    # AND the application layer lays such a file over the example's settings
+    assert resolve_settings().stage == "prod"
+    assert resolve_settings().problem == example_settings().problem
+
+
+def test_a_file_with_its_own_problem_stands_alone(tmp_path: Path) -> None:
+    problem = example_settings().problem.model_dump(mode="json")
+    problem["dataset"]["name"] = "mine"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"problem": problem}))
+    settings = resolve_settings(path)
+    # nothing of the example beyond what the file says: no views, generic model tests
+    assert settings.feature_views == ()
+    assert settings.model_tests.sensitive_attribute is None

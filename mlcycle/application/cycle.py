@@ -21,7 +21,7 @@ import pandas as pd
 
 from mlcycle.config import Settings
 from mlcycle.example import churn
-from mlcycle.local.platform import Platform
+from mlcycle.application.platform import Platform
 
 Say = Callable[[str], None]
 

@@ -7,13 +7,20 @@ names from the CloudFormation stack's outputs, so the same command works in both
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 
+from mlcycle.application.platform import Platform
 from mlcycle.config import Settings
-from mlcycle.local.platform import OUTPUTS, Platform
+
+#: What ``mlcycle local up`` records while it runs (written by the embedded AWS's daemon).
+STATE_DIR = Path(".mlcycle")
+STATE_FILE = STATE_DIR / "local.json"
 
 
 class NotConnectedError(RuntimeError):
@@ -35,9 +42,23 @@ class Connection:
         return session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
 
-def connect(settings: Settings) -> Connection:
-    from mlcycle.local.daemon import read_state
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
+
+def read_state() -> dict[str, object] | None:
+    """The running embedded AWS's state, or None when none runs (a stale file is ignored)."""
+    if not STATE_FILE.exists():
+        return None
+    state: dict[str, object] = json.loads(STATE_FILE.read_text())
+    return state if alive(int(str(state["pid"]))) else None
+
+
+def connect(settings: Settings) -> Connection:
     state = read_state()
     if state is not None:
         platform = Platform(**state["platform"])  # type: ignore[arg-type]
@@ -58,4 +79,7 @@ def _deployed_platform(settings: Settings) -> Platform:
             f"could not be read from AWS: {exc}"
         ) from exc
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    return Platform(**{field: outputs[name] for field, name in OUTPUTS.items()})
+    try:
+        return Platform.from_outputs(outputs)
+    except KeyError as exc:
+        raise NotConnectedError(f"stack {settings.prefix!r} in AWS: {exc.args[0]}") from exc

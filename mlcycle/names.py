@@ -1,0 +1,86 @@
+"""The names the parts of mlcycle share: one home for each contract between infra, the Lambdas, the
+embedded AWS and the CLI.
+
+* :class:`Env`: the environment variables the CDK app sets on our functions and
+  :mod:`mlcycle.runtime` reads;
+* :class:`Output`: the stack outputs the CDK app exports and the application layer reads to find the
+  platform (:class:`mlcycle.application.platform.Platform`);
+* :data:`EVENT_SOURCE` and :class:`EventType`: our events on the bus (infra's rules match them, the
+  domain puts them);
+* the AWS-owned event names we listen for.
+
+A name is written here once and imported everywhere else; ``tests/unit/test_names.py`` ties each
+set to the code that reads it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Env(StrEnum):
+    """Environment variables of our Lambda functions (each function gets only those it uses)."""
+
+    LANDING_BUCKET = "MLCYCLE_LANDING_BUCKET"
+    CURATED_BUCKET = "MLCYCLE_CURATED_BUCKET"
+    ARTIFACTS_BUCKET = "MLCYCLE_ARTIFACTS_BUCKET"
+    MONITORING_BUCKET = "MLCYCLE_MONITORING_BUCKET"
+    EVENT_BUS = "MLCYCLE_EVENT_BUS"
+    GLUE_DATABASE = "MLCYCLE_GLUE_DATABASE"
+    SAGEMAKER_ROLE_ARN = "MLCYCLE_SAGEMAKER_ROLE_ARN"
+    KMS_KEY_ARN = "MLCYCLE_KMS_KEY_ARN"
+    FEATURES_BUCKET = "MLCYCLE_FEATURES_BUCKET"
+    ONLINE_TABLE = "MLCYCLE_ONLINE_TABLE"
+    IDEMPOTENCY_TABLE = "MLCYCLE_IDEMPOTENCY_TABLE"
+    LINEAGE_TABLE = "MLCYCLE_LINEAGE_TABLE"
+    LARGE_UPLOAD_STATE_MACHINE = "MLCYCLE_LARGE_UPLOAD_STATE_MACHINE"
+    #: Powertools' own variable: the service name in logs, traces and metrics.
+    SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+
+    @property
+    def field(self) -> str:
+        """The attribute of :class:`mlcycle.runtime.FunctionEnvironment` that holds this variable."""
+        return self.value.removeprefix("MLCYCLE_").lower()
+
+
+class Output(StrEnum):
+    """The stack's CfnOutputs: how a CLI or a runtime finds the platform's pieces by role."""
+
+    LANDING_BUCKET = "LandingBucketName"
+    CURATED_BUCKET = "CuratedBucketName"
+    ARTIFACTS_BUCKET = "ArtifactsBucketName"
+    MONITORING_BUCKET = "MonitoringBucketName"
+    TRAINING_STATE_MACHINE = "TrainingStateMachineArn"
+    EVENT_BUS = "EventBusName"
+    LINEAGE_TABLE = "LineageTableName"
+    FEATURES_BUCKET = "FeaturesBucketName"
+    ONLINE_TABLE = "OnlineTableName"
+    GLUE_DATABASE = "GlueDatabaseName"
+    ATHENA_WORKGROUP = "AthenaWorkGroupName"
+
+    @property
+    def field(self) -> str:
+        """The attribute of the application layer's ``Platform`` that holds this output."""
+        return self.name.lower()
+
+
+#: The ``source`` of every event mlcycle puts on its bus.
+EVENT_SOURCE = "mlcycle"
+
+
+class EventType(StrEnum):
+    """The ``detail-type`` of each fact mlcycle puts on its bus."""
+
+    DATASET_VALIDATED = "DatasetValidated"
+    DATASET_QUARANTINED = "DatasetQuarantined"
+    MODEL_REGISTERED = "ModelRegistered"
+    MODEL_DEPLOYED = "ModelDeployed"
+    #: A registered version waits for a human: it did not beat the champion by the approval margin.
+    MODEL_REVIEW_REQUESTED = "ModelReviewRequested"
+    #: The training pipeline stopped; the detail names its failure report in S3.
+    TRAINING_FAILED = "TrainingFailed"
+
+
+#: SageMaker's own events (default bus) that the platform reacts to.
+SAGEMAKER_SOURCE = "aws.sagemaker"
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
