@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "==> installing mlcycle and its tools into $(VENV) (first run takes about 2 minutes)"
 	@$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v 'is ignored' || true
 	@$(BIN)/pip install --quiet -e '.[cdk,dev]' 2>&1 | grep -v 'is ignored' || true
-	@$(BIN)/python -c "import mlcycle, aws_cdk, moto, sklearn" && touch $(STAMP)
+	@$(BIN)/python -c "import mlcycle, aws_cdk, moto, sklearn, importlinter" && touch $(STAMP)
 
 install: $(STAMP)
 
@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -9,10 +9,10 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlcycle import aws, runtime
-from mlcycle.data.training_sets import build_training_set
 from mlcycle.features import FeatureStore
 from mlcycle.lineage import LineageStore
 from mlcycle.pipeline_runs import PipelineRequest
+from mlcycle.training_sets import build_training_set
 
 logger = Logger()
 tracer = Tracer()

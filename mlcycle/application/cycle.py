@@ -19,9 +19,9 @@ import boto3
 import numpy as np
 import pandas as pd
 
+from mlcycle.application.platform import Platform
 from mlcycle.config import Settings
 from mlcycle.example import churn
-from mlcycle.application.platform import Platform
 
 Say = Callable[[str], None]
 

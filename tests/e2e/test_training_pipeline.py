@@ -24,10 +24,10 @@ import pytest
 from mlcycle.application import cycle
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
-from mlcycle.data.training_sets import InsufficientDataError
 from mlcycle.example import churn
 from mlcycle.features import FeatureStore, ingest_rows
 from mlcycle.local.session import LocalPlatform, local_platform
+from mlcycle.training_sets import InsufficientDataError
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from mlcycle.config import Settings
 from mlcycle.data import catalog
 from mlcycle.data.manifests import find_manifest, read_manifest
 from mlcycle.data.prepare import Recorders, Upload, prepare_upload
-from mlcycle.data.training_sets import build_training_set
 from mlcycle.example.churn import generate
+from mlcycle.training_sets import build_training_set
 from tests.conftest import REGION, make_bucket, make_key_table
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from mlcycle.config import Settings
-from mlcycle.data.training_sets import split
 from mlcycle.example import churn
+from mlcycle.training_sets import split
 
 REPO = Path(__file__).resolve().parents[2]
 
