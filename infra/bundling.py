@@ -1,11 +1,12 @@
-"""Local (Docker-free) bundling of our two code assets.
+"""Local (Docker-free) bundling of our two code assets, each from an allow-list (infra.allow_list): the
+entry points and the ``mlcycle`` modules they import, all of which must lie in the domain layer.
 
-* The Lambda asset: one directory shared by every function, holding ``mlcycle/`` (without the parts
-  that never run in Lambda), ``functions/`` and the resolved settings as ``mlcycle_config.json``.
+* The Lambda asset: one directory shared by every function, holding ``functions/``, the part of
+  ``mlcycle/`` the handlers import, and the resolved settings as ``mlcycle_config.json``.
   Nothing is pip-installed: boto3 comes with the runtime, pydantic and Powertools with the Powertools
   layer, pandas/pyarrow/numpy with the AWS SDK for pandas layer.
 * The SageMaker source dir: one ``sourcedir.tar.gz`` holding the scripts of ``pipelines/`` at its top
-  level and the pure-python ``mlcycle/`` package, the form framework containers download.
+  level and the part of ``mlcycle/`` they import, the form framework containers download.
 
 Both assets carry a custom hash over exactly the files (and settings) they contain, so the hash is stable
 across runs and machines and changes whenever the bundled bytes would.
@@ -18,13 +19,14 @@ import hashlib
 import io
 import shutil
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
 
 import aws_cdk as cdk
 import jsii
 
+from infra.allow_list import domain_closure
 from mlcycle.config import BUNDLED_CONFIG_FILE, Settings
 
 #: The repository root: ``infra/`` sits directly below it.
@@ -32,28 +34,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The name of the single file the SageMaker source dir asset consists of.
 SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
 #: Bump when the layout of a bundle changes without any source file changing.
-_LAYOUT_VERSION = "1"
-#: Parts of ``mlcycle/`` that never run in AWS: the embedded AWS, the CLI, the local model server.
-LAMBDA_EXCLUDED = ("local", "cli", "serving")
-SOURCEDIR_EXCLUDED = ("local", "cli")
-_NEVER = ("__pycache__", ".pytest_cache", ".mypy_cache")
+_LAYOUT_VERSION = "2"
 
 
-def _is_excluded(rel: Path, excluded_top: tuple[str, ...]) -> bool:
-    if any(part in _NEVER for part in rel.parts) or rel.suffix in (".pyc", ".pyo"):
-        return True
-    top = rel.parts[0]
-    return top in excluded_top or Path(top).stem in excluded_top
+def entry_points(directory: Path) -> list[Path]:
+    """The Python files directly in ``directory`` (handlers or job scripts), sorted; none if it is absent."""
+    return sorted(directory.glob("*.py")) if directory.is_dir() else []
 
 
-def iter_files(root: Path, excluded_top: tuple[str, ...] = ()) -> Iterator[tuple[Path, Path]]:
-    """Yield ``(absolute, relative)`` for the files below ``root`` in sorted order; none if it is absent."""
-    if not root.is_dir():
-        return
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root)
-        if not _is_excluded(rel, excluded_top):
-            yield path, rel
+def with_imports(scripts: list[Path], source_root: Path) -> list[tuple[Path, str]]:
+    """``(file, path in the bundle)`` for the ``mlcycle`` modules ``scripts`` import (domain only)."""
+    closure = domain_closure(scripts, source_root, source_root / "pyproject.toml")
+    return sorted((path, path.relative_to(source_root).as_posix()) for path in closure.values())
 
 
 def _digest(entries: Iterable[tuple[str, bytes]]) -> str:
@@ -72,9 +64,9 @@ class LambdaBundle:
 
     def files(self) -> list[tuple[Path, str]]:
         """``(source file, path inside the bundle)`` for every code file of the bundle."""
-        out = [(p, f"mlcycle/{r.as_posix()}") for p, r in iter_files(self._dir("mlcycle"), LAMBDA_EXCLUDED)]
-        out += [(p, f"functions/{r.as_posix()}") for p, r in iter_files(self._dir("functions"))]
-        return out
+        handlers = entry_points(self.source_root / "functions")
+        out = [(p, f"functions/{p.name}") for p in handlers]
+        return out + with_imports(handlers, self.source_root)
 
     def asset_hash(self) -> str:
         entries = [(name, path.read_bytes()) for path, name in self.files()]
@@ -88,9 +80,6 @@ class LambdaBundle:
             shutil.copyfile(path, target)
         (out_dir / BUNDLED_CONFIG_FILE).write_text(self.settings.to_json(), encoding="utf-8")
 
-    def _dir(self, name: str) -> Path:
-        return self.source_root / name
-
 
 class SourceDirBundle:
     """What goes into ``sourcedir.tar.gz``, and its content hash."""
@@ -100,11 +89,8 @@ class SourceDirBundle:
 
     def files(self) -> list[tuple[Path, str]]:
         # The container runs the scripts from its code dir, which is no package: skip the marker.
-        scripts = iter_files(self.source_root / "pipelines")
-        out = [(p, r.as_posix()) for p, r in scripts if r.as_posix() != "__init__.py"]
-        mlcycle = iter_files(self.source_root / "mlcycle", SOURCEDIR_EXCLUDED)
-        out += [(p, f"mlcycle/{r.as_posix()}") for p, r in mlcycle]
-        return out
+        scripts = [p for p in entry_points(self.source_root / "pipelines") if p.name != "__init__.py"]
+        return [(p, p.name) for p in scripts] + with_imports(scripts, self.source_root)
 
     def asset_hash(self) -> str:
         return _digest((name, path.read_bytes()) for path, name in self.files())

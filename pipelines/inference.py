@@ -10,14 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import joblib
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 JSON = "application/json"
 CSV = "text/csv"

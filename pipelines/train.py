@@ -3,8 +3,8 @@
 Reads the ``train`` and ``test`` channels (Parquet), runs the pre-training tests (hyperparameter
 ``mlcycle_tests``: the model-test settings; a failed test fails the job with the report's summary as its
 reason), trains the configured scikit-learn pipeline, evaluates it on the test channel, and writes:
-- ``SM_MODEL_DIR``: ``model.joblib``, ``schema.json`` and ``code/`` (``inference.py`` + ``mlcycle``),
-  everything the serving container needs;
+- ``SM_MODEL_DIR``: ``model.joblib``, ``schema.json`` and ``code/inference.py``, everything the serving
+  container needs;
 - ``SM_OUTPUT_DATA_DIR/evaluation.json``: the test-set metrics; ``pre_training.json``: the test report;
 - ``SM_OUTPUT_DIR/failure`` on error: SageMaker reports its text as the job's FailureReason.
 """
@@ -49,12 +49,11 @@ def _package(model: object, problem: dict[str, object], model_dir: Path) -> None
         "task": problem["task"],
     }
     (model_dir / "schema.json").write_text(json.dumps(schema, indent=2))
+    # The model and its inference code only: inference.py imports nothing of mlcycle (a test keeps it so),
+    # and the pipeline unpickles from scikit-learn alone.
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
     shutil.copy2(HERE / "inference.py", code / "inference.py")
-    shutil.copytree(
-        HERE / "mlcycle", code / "mlcycle", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
-    )
 
 
 def _pre_training_tests(

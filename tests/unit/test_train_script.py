@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from infra.bundling import SOURCEDIR_ARCHIVE, SourceDirBundle
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.training_sets import split
@@ -19,13 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _job(tmp: Path, settings: Settings, frame_rows: int = 1500) -> tuple[dict[str, str], Path]:
+    # the job's code dir is the SageMaker source bundle, extracted as the container does
     code = tmp / "code"
     code.mkdir()
-    for name in ("train.py", "inference.py"):
-        shutil.copy(REPO / "pipelines" / name, code / name)
-    shutil.copytree(
-        REPO / "mlcycle", code / "mlcycle", ignore=shutil.ignore_patterns("__pycache__", "local", "*.csv")
-    )
+    SourceDirBundle().write(tmp)
+    with tarfile.open(tmp / SOURCEDIR_ARCHIVE) as archive:
+        archive.extractall(code, filter="data")
     train, test = split(churn.generate(frame_rows, seed=5), settings.problem)
     for name, part in (("train", train), ("test", test)):
         (tmp / "input" / name).mkdir(parents=True)
@@ -64,9 +64,8 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
     assert done.returncode == 0, done.stderr
     model = tmp_path / "model"
     assert {p.name for p in model.iterdir()} == {"model.joblib", "schema.json", "code"}
-    assert (model / "code" / "inference.py").exists() and (
-        model / "code" / "mlcycle" / "modeling.py"
-    ).exists()
+    # the model and its inference code only
+    assert [p.name for p in (model / "code").iterdir()] == ["inference.py"]
     metrics = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())["metrics"]
     assert metrics["roc_auc"] > 0.75
     assert json.loads((tmp_path / "output" / "data" / "pre_training.json").read_text())["passed"]
