@@ -28,6 +28,10 @@ class FinishEnvironment(ChunkEnvironment):
     lineage_table: str | None = None
 
 
+#: The environment of each task's handler (the module serves three functions).
+ENVIRONMENTS = {"plan": ChunkEnvironment, "chunk": ChunkEnvironment, "finish": FinishEnvironment}
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -57,7 +57,6 @@ class FeatureStore(Construct):
             environment=env.build(
                 settings,
                 "ingest_features",
-                curated=data_lake.curated,
                 features=data_lake.features,
                 online_table=self.online_table,
                 glue_database=data_lake.glue_database_name,

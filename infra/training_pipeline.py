@@ -243,7 +243,7 @@ class TrainingPipeline(Construct):
             "CheckModelTestsFunction",
             handler="functions.check_model_tests.handler",
             description="The tests gate: reads the evaluation job's post-training test report",
-            environment=env.build(self._settings, "check_model_tests", artifacts=artifacts),
+            environment=env.build(self._settings, "check_model_tests"),
         )
         artifacts.grant_read(fn, f"{TRAINING_JOBS_PREFIX}*")
         acknowledge(

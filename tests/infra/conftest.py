@@ -18,8 +18,8 @@ from aws_cdk.assertions import Template
 
 from infra.app_builder import build_app, template_path
 from infra.stack import MlcycleStack
+from mlcycle.application.settings import example_settings
 from mlcycle.config import AlertChannels, Settings
-from mlcycle.example.churn import default_problem
 
 ALERT_EMAIL = "ops@example.com"
 
@@ -53,7 +53,7 @@ class Synthesized:
 @pytest.fixture(scope="session")
 def infra_settings() -> Settings:
     """The example problem's defaults with one alert subscriber; independent of any mlcycle.toml."""
-    return Settings(problem=default_problem(), alerts=AlertChannels(emails=(ALERT_EMAIL,)))
+    return example_settings().model_copy(update={"alerts": AlertChannels(emails=(ALERT_EMAIL,))})
 
 
 @pytest.fixture(scope="session")

@@ -59,13 +59,9 @@ def test_ingest_function_gets_the_names_it_needs(synthesized: Synthesized) -> No
     # GIVEN the ingest function WHEN we read its environment
     fn = function_by_handler(synthesized, "functions.ingest_features.handler")
     variables = fn["Properties"]["Environment"]["Variables"]
-    # THEN it names the features bucket, the online table, the curated bucket and the Glue database
-    assert {
-        "MLCYCLE_FEATURES_BUCKET",
-        "MLCYCLE_ONLINE_TABLE",
-        "MLCYCLE_CURATED_BUCKET",
-        "MLCYCLE_GLUE_DATABASE",
-    } <= set(variables)
+    # THEN it names the features bucket, the online table and the Glue database (the curated object
+    # comes in the event)
+    assert {"MLCYCLE_FEATURES_BUCKET", "MLCYCLE_ONLINE_TABLE", "MLCYCLE_GLUE_DATABASE"} <= set(variables)
     assert variables["MLCYCLE_GLUE_DATABASE"] == synthesized.stack.data_lake.glue_database_name
 
 
