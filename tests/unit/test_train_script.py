@@ -77,17 +77,15 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
 
         loaded = inference.model_fn(str(model))
         rows = churn.generate(3, seed=9)[list(settings.problem.features)].to_csv(header=False, index=False)
-        body, content_type = inference.output_fn(
-            inference.predict_fn(inference.input_fn(rows, "text/csv"), loaded), "application/json"
-        )
+        body, content_type = inference.transform_fn(loaded, rows, "text/csv", "application/json")
         answer = json.loads(body)
         assert (
             content_type == "application/json"
             and len(answer["predictions"]) == 3
             and len(answer["probabilities"][0]) == 2
         )
-        with pytest.raises(ValueError, match="each CSV row needs"):
-            inference.predict_fn(inference.input_fn("1,2\n", "text/csv"), loaded)
+        with pytest.raises(inference.ClientError, match="row 1 has 2 values; the model takes 7"):
+            inference.transform_fn(loaded, "1,2\n", "text/csv", "application/json")
     finally:
         sys.path.remove(str(model / "code"))
         sys.modules.pop("inference", None)
