@@ -14,19 +14,24 @@ Loading follows the SageMaker scikit-learn serving container:
 As in the container, ``input_fn`` receives ``str`` for UTF-8 media types (CSV, JSON, plain text) and
 ``bytes`` otherwise, and the raw ``Content-Type`` header (parameters included).
 
-Serving: Starlette on one uvicorn worker; each prediction runs in the thread pool so ``/ping`` never waits
-behind a slow request. The model is loaded before the socket opens, so any answer from ``/ping`` means
-"loaded" and a model that cannot load makes the process exit non-zero with the reason on stderr.
+Serving: a plain ASGI app on uvicorn (uvloop and httptools when installed), one worker process per core
+(``--workers``, or ``SAGEMAKER_MODEL_SERVER_WORKERS`` as the containers read it) forked after the model is
+loaded, sharing one socket. The model is loaded before the socket opens, so any answer from ``/ping``
+means "loaded" and a model that cannot load makes the process exit non-zero with the reason on stderr.
+A client's mistake is answered with its 4xx and the reason; only a failing model gets a 500.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import io
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import traceback
 from collections.abc import Callable
@@ -107,9 +112,27 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def best_accept(accept: str, offered: tuple[str, ...]) -> str:
+    """The client's most preferred type among ``offered`` (q-values honoured, ``*/*`` takes the first)."""
+    ranked = []
+    for order, part in enumerate(p for p in accept.split(",") if p.strip()):
+        media, _, params = part.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                with contextlib.suppress(ValueError):
+                    quality = float(value)
+        ranked.append((-quality, order, media.strip().lower()))
+    for negative_quality, _, media in sorted(ranked):
+        if negative_quality < 0 and (media in offered or media == "*/*"):
+            return offered[0] if media == "*/*" else media
+    raise ModelServerError(f"unsupported accept type {accept!r}: ask for {', '.join(offered)}", status=406)
+
+
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     """Encode a prediction as JSON, CSV (one row per line) or NPY."""
-    kind = media_type(accept)
+    kind = best_accept(accept, (JSON, CSV, NPY))
     if kind == JSON:
         return json.dumps(prediction, default=_json_default).encode(), JSON
     if kind == CSV:
@@ -150,14 +173,14 @@ class InferenceHandler:
         return _as_response(result, accept)
 
     def _accept(self, accept: str) -> str:
-        """First listed type; ``*/*`` or nothing means the default (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT)."""
-        first = accept.split(",", 1)[0].strip()
-        return self.default_accept if first in ("", "*/*") else first
+        """As the container passes it: none or ``*/*`` means SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, anything
+        else goes to the handlers as sent (q-values and all)."""
+        return self.default_accept if accept.strip() in ("", "*/*") else accept
 
 
 def _as_response(result: Any, accept: str) -> tuple[bytes, str]:
     """Accept what user ``output_fn``s return: bytes/str, ``(body, content_type)``, or JSON-able data."""
-    content_type = accept
+    content_type = media_type(accept.split(",", 1)[0])
     if isinstance(result, tuple) and len(result) == 2:
         result, content_type = result
     if isinstance(result, str):
@@ -215,43 +238,110 @@ def load_handler(model_dir: Path) -> InferenceHandler:
 # ---- HTTP ----------------------------------------------------------------------------------------------
 
 
-def create_app(handler: InferenceHandler) -> Any:
-    """The Starlette app: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.routing import Route
+def _status_of(error: Exception) -> int:
+    """A client's mistake keeps its 4xx: ours (ModelServerError) or a user module's (an exception with an
+    integer ``status`` from 400 to 499, as mlcycle's inference.ClientError carries); anything else is the
+    model failing, a 500."""
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) and 400 <= status < 500 else 500
 
-    async def ping(_: Request) -> Response:
-        return Response(status_code=200)
 
-    async def execution_parameters(_: Request) -> Response:
-        # What batch transform asks a container for; cheap to answer like the framework containers do.
-        return JSONResponse(
-            {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
-        )
+class App:
+    """The ASGI app: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``.
 
-    async def invocations(request: Request) -> Response:
-        body = await request.body()
-        content_type = request.headers.get("content-type", JSON)
-        accept = request.headers.get("accept", "")
+    Plain ASGI, no framework: a request is a few microseconds of routing around the model's own work. The
+    prediction runs on the event loop: every worker process serves one request at a time, as the
+    container's workers do, and the server runs a worker per core.
+    """
+
+    def __init__(self, handler: InferenceHandler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        route = (scope["method"], scope["path"])
+        if route == ("GET", "/ping"):
+            await _respond(send, 200, b"", "text/plain")
+        elif route == ("GET", "/execution-parameters"):
+            # What batch transform asks a container for; answered like the framework containers do.
+            body = json.dumps(
+                {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+            )
+            await _respond(send, 200, body.encode(), JSON)
+        elif route == ("POST", "/invocations"):
+            await self._invocations(scope, receive, send)
+        else:
+            await _respond(
+                send, 404 if route[1] not in _ROUTES else 405, f"no {route[0]} {route[1]}".encode()
+            )
+
+    async def _invocations(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        body = await _read_body(receive)
         try:
-            payload, out_type = await run_in_threadpool(handler.invoke, body, content_type, accept)
-        except ModelServerError as error:
-            return PlainTextResponse(str(error), status_code=error.status)
-        except Exception as error:  # user code failed: the client gets the message, the log the traceback
-            log.exception("invocation failed")
-            return PlainTextResponse(f"{type(error).__name__}: {error}", status_code=500)
-        return Response(payload, media_type=out_type)
+            payload, out_type = self.handler.invoke(
+                body, headers.get("content-type", JSON), headers.get("accept", "")
+            )
+        except Exception as error:
+            status = _status_of(error)
+            if status == 500:  # the model failed: the client gets the message, the log the traceback
+                log.exception("invocation failed")
+                message = f"{type(error).__name__}: {error}"
+            else:
+                message = str(error)
+            await _respond(send, status, message.encode(), "text/plain")
+            return
+        await _respond(send, 200, payload, out_type)
 
-    return Starlette(
-        routes=[
-            Route("/ping", ping, methods=["GET"]),
-            Route("/execution-parameters", execution_parameters, methods=["GET"]),
-            Route("/invocations", invocations, methods=["POST"]),
-        ]
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+_ROUTES = frozenset({"/ping", "/invocations", "/execution-parameters"})
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: str = "text/plain") -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
     )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(handler: InferenceHandler) -> App:
+    return App(handler)
+
+
+# ---- processes -----------------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    """``SAGEMAKER_MODEL_SERVER_WORKERS`` as the framework containers read it, else one per core."""
+    configured = os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else (os.cpu_count() or 1)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -259,12 +349,83 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", required=True, type=Path, help="an extracted model.tar.gz")
     parser.add_argument("--port", type=int, default=8080, help="SageMaker containers listen on 8080")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes sharing the socket (default: SAGEMAKER_MODEL_SERVER_WORKERS, else one a core)",
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(handler: InferenceHandler, sock: socket.socket) -> None:
     import uvicorn
 
+    config = uvicorn.Config(
+        create_app(handler),
+        loop=_available("uvloop", "asyncio"),
+        http=_available("httptools", "h11"),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _available(module: str, fallback: str) -> str:
+    return module if importlib.util.find_spec(module) is not None else fallback
+
+
+def _supervise(handler: InferenceHandler, sock: socket.socket, workers: int) -> int:
+    """Fork ``workers`` children after the model is loaded (they share its memory and the socket), replace
+    any that dies, and stop them all on SIGTERM/SIGINT."""
+    children: set[int] = set()
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                _serve(handler, sock)
+            finally:
+                os._exit(0)
+        children.add(pid)
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        spawn()
+    while children:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping:
+            log.warning("worker %d exited; starting another", pid)
+            spawn()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -273,17 +434,13 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"{LOAD_ERROR_MARKER} {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         return 1
-    log.info("model loaded from %s; listening on %s:%d", args.model_dir, args.host, args.port)
-    config = uvicorn.Config(
-        create_app(handler),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    uvicorn.Server(config).run()
-    return 0
+    workers = args.workers or default_workers()
+    sock = _listen(args.host, args.port)
+    log.info("model loaded from %s; %d worker(s) on %s:%d", args.model_dir, workers, args.host, args.port)
+    if workers == 1:
+        _serve(handler, sock)
+        return 0
+    return _supervise(handler, sock, workers)
 
 
 if __name__ == "__main__":
