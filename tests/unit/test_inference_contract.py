@@ -1,0 +1,218 @@
+"""pipelines/inference.py: the SageMaker inference contract as a table, and parity with scikit-learn."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcycle import modeling
+from mlcycle.config import ModelSpec, Settings
+from mlcycle.example import churn
+
+REPO = Path(__file__).resolve().parents[2]
+CSV, JSON, JSONL, NPY = "text/csv", "application/json", "application/jsonlines", "application/x-npy"
+
+
+def _load_inference() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "mlcycle_inference_under_test", REPO / "pipelines" / "inference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+inference = _load_inference()
+
+
+def _model_dir(
+    tmp: Path, settings: Settings, family: str = "hist_gradient_boosting", task: str = "classification"
+) -> Path:
+    problem = settings.problem.model_copy(
+        update={
+            "model": ModelSpec(
+                family=family, hyperparameters={"max_iter": 30} if family.startswith("hist") else {}
+            ),
+            "task": task,
+        }  # type: ignore[arg-type]
+    ).model_dump(mode="json")
+    frame = churn.generate(800, seed=3)
+    if task == "regression":
+        frame = frame.assign(churned=frame["monthly_charges"] * 0.1 + frame["support_calls"])
+    pipeline = modeling.train(frame, problem)
+    tmp.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, tmp / "model.joblib")
+    schema = {"features": modeling.feature_schema(problem), "target": problem["target"], "task": task}
+    (tmp / "schema.json").write_text(json.dumps(schema))
+    shutil.copy(REPO / "pipelines" / "inference.py", tmp / "inference.py")
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Any:
+    return inference.model_fn(str(_model_dir(tmp_path_factory.mktemp("model"), settings)))
+
+
+ROW = {
+    "tenure_months": 12,
+    "monthly_charges": 70.5,
+    "support_calls": 2,
+    "age": 40,
+    "contract": "one-year",
+    "payment_method": "card",
+    "region": "north",
+}
+CSV_ROW = ",".join(str(v) for v in ROW.values())
+
+
+def _npy(array: np.ndarray, allow_pickle: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+# (case, body, content type, accept, status, answer type or message fragment)
+TABLE: list[tuple[str, Any, str, str, int, str]] = [
+    ("csv one row", CSV_ROW, CSV, "", 200, JSON),
+    ("csv rows, no trailing newline", f"{CSV_ROW}\n{CSV_ROW}", CSV, JSON, 200, JSON),
+    ("csv with charset", CSV_ROW, "text/csv; charset=utf-8", JSON, 200, JSON),
+    ("csv missing values", "12,,2,,one-year,card,", CSV, JSON, 200, JSON),
+    ("json records", json.dumps([ROW, ROW]), JSON, JSON, 200, JSON),
+    ("json instances of records", json.dumps({"instances": [ROW]}), JSON, JSON, 200, JSON),
+    ("json instances of rows", json.dumps({"instances": [list(ROW.values())]}), JSON, JSON, 200, JSON),
+    ("json nested lists", json.dumps([list(ROW.values())] * 3), JSON, JSON, 200, JSON),
+    ("json single record", json.dumps(ROW), JSON, JSON, 200, JSON),
+    ("json single row", json.dumps(list(ROW.values())), JSON, JSON, 200, JSON),
+    ("json null is missing", json.dumps(ROW | {"age": None}), JSON, JSON, 200, JSON),
+    ("jsonlines records", f"{json.dumps(ROW)}\n{json.dumps(ROW)}\n", JSONL, JSON, 200, JSON),
+    ("npy string array", _npy(np.array([[str(v) for v in ROW.values()]])), NPY, JSON, 200, JSON),
+    ("npy 1-d row", _npy(np.array([str(v) for v in ROW.values()])), NPY, JSON, 200, JSON),
+    ("accept csv", CSV_ROW, CSV, CSV, 200, CSV),
+    ("accept jsonlines", CSV_ROW, CSV, JSONL, 200, JSONL),
+    ("accept q-values", CSV_ROW, CSV, "application/jsonlines;q=0.5, text/csv;q=0.9", 200, CSV),
+    ("accept wildcard", CSV_ROW, CSV, "*/*", 200, JSON),
+    ("accept text/*", CSV_ROW, CSV, "text/*", 200, CSV),
+    ("accept npy", CSV_ROW, CSV, NPY, 200, NPY),
+    ("unsupported content type", CSV_ROW, "text/plain", JSON, 415, "unsupported content type"),
+    ("unsupported accept", CSV_ROW, CSV, "image/png", 406, "cannot answer"),
+    ("refused by q=0", CSV_ROW, CSV, "application/json;q=0", 406, "cannot answer"),
+    ("empty body", "", CSV, JSON, 400, "empty body"),
+    ("blank body", "\n\n", JSON, JSON, 400, "empty body"),
+    ("header line", ",".join(ROW) + "\n" + CSV_ROW, CSV, JSON, 400, "row 1 is a header"),
+    ("too few values", "1,2", CSV, JSON, 400, "row 1 has 2 values; the model takes 7"),
+    ("too many values in row 2", f"{CSV_ROW}\n{CSV_ROW},9", CSV, JSON, 400, "row 2 has 8 values"),
+    (
+        "not a number",
+        CSV_ROW.replace("12", "twelve", 1),
+        CSV,
+        JSON,
+        400,
+        "row 1, column 'tenure_months': 'twelve'",
+    ),
+    ("not a number in json", json.dumps([ROW, ROW | {"age": "old"}]), JSON, JSON, 400, "row 2, column 'age'"),
+    (
+        "record lacks a feature",
+        json.dumps({k: v for k, v in ROW.items() if k != "region"}),
+        JSON,
+        JSON,
+        400,
+        "lacks ['region']",
+    ),
+    ("malformed json", '{"instances": [', JSON, JSON, 400, "not valid JSON"),
+    ("malformed jsonlines", '{"a": 1}\n{oops\n', JSONL, JSON, 400, "line 2 is not valid JSON"),
+    ("json of the wrong shape", json.dumps([[[1]]]), JSON, JSON, 400, "flat list"),
+    (
+        "npy object array",
+        _npy(np.array([[1, "a"]], dtype=object), allow_pickle=True),
+        NPY,
+        JSON,
+        400,
+        "object arrays are refused",
+    ),
+    ("npy garbage", b"\x93NUMPY-not-really", NPY, JSON, 400, "not a .npy array"),
+    ("not utf-8", b"\xff\xfe12,3", CSV, JSON, 400, "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "content_type", "accept", "status", "expected"), TABLE, ids=[t[0] for t in TABLE]
+)
+def test_contract(
+    model: Any, case: str, body: Any, content_type: str, accept: str, status: int, expected: str
+) -> None:
+    if status == 200:
+        payload, answer_type = inference.transform_fn(model, body, content_type, accept)
+        assert answer_type == expected
+        assert payload
+    else:
+        with pytest.raises(
+            inference.ClientError, match=expected.replace("[", r"\[").replace("(", r"\(")
+        ) as raised:
+            inference.transform_fn(model, body, content_type, accept)
+        assert raised.value.status == status
+
+
+def test_answers_carry_the_same_prediction_in_every_format(model: Any) -> None:
+    body = f"{CSV_ROW}\n12,,2,,one-year,card,\n"
+    as_json = json.loads(inference.transform_fn(model, body, CSV, JSON)[0])
+    as_csv = inference.transform_fn(model, body, CSV, CSV)[0].decode().splitlines()
+    as_lines = [
+        json.loads(line) for line in inference.transform_fn(model, body, CSV, JSONL)[0].decode().splitlines()
+    ]
+    as_npy = np.load(io.BytesIO(inference.transform_fn(model, body, CSV, NPY)[0]), allow_pickle=False)
+    for i in range(2):
+        label, proba = as_json["predictions"][i], as_json["probabilities"][i]
+        assert as_csv[i].split(",") == [str(label), *(str(p) for p in proba)]
+        assert as_lines[i] == {"prediction": label, "probabilities": proba}
+        assert as_npy[i].tolist() == [label, *proba]
+
+
+def _frame(rows: int, seed: int) -> pd.DataFrame:
+    frame = churn.generate(rows, seed=seed)
+    rng = np.random.default_rng(seed)
+    frame = frame.astype({"age": "float64"})
+    frame.loc[rng.random(rows) < 0.1, "monthly_charges"] = np.nan  # missing numeric values
+    frame.loc[rng.random(rows) < 0.05, "contract"] = "weekly"  # unseen categories
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("family", "task"),
+    [
+        ("hist_gradient_boosting", "classification"),
+        ("hist_gradient_boosting", "regression"),
+        ("random_forest", "classification"),
+        ("logistic_regression", "classification"),
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 7, 300])  # both sides of the booster's small-batch crossover
+def test_fast_path_is_identical_to_the_fitted_pipeline(
+    tmp_path: Path, settings: Settings, family: str, task: str, rows: int
+) -> None:
+    # GIVEN a model trained by mlcycle.modeling and rows with missing values and unseen categories
+    model = inference.model_fn(str(_model_dir(tmp_path, settings, family, task)))
+    frame = _frame(rows, seed=rows)
+    problem = settings.problem.model_dump(mode="json")
+    features = modeling.features_frame(frame, problem)
+    records = json.loads(features.to_json(orient="records"))
+    # WHEN the handlers predict them
+    answer = json.loads(inference.transform_fn(model, json.dumps(records), JSON, JSON)[0])
+    # THEN labels and probabilities are scikit-learn's own, bit for bit before the 6-digit rounding
+    assert answer["predictions"] == model.pipeline.predict(features).tolist()
+    if task == "classification":
+        assert answer["probabilities"] == model.pipeline.predict_proba(features).round(6).tolist()
+    assert model._matrix is not None  # the NumPy preprocessing ran, not the pipeline's
+    assert (model._booster is not None) == family.startswith("hist")
