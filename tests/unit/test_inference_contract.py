@@ -198,7 +198,7 @@ def _frame(rows: int, seed: int) -> pd.DataFrame:
         ("logistic_regression", "classification"),
     ],
 )
-@pytest.mark.parametrize("rows", [1, 7, 300])  # both sides of the booster's small-batch crossover
+@pytest.mark.parametrize("rows", [1, 7, 100, 300])  # both sides of the booster's small-batch crossover
 def test_fast_path_is_identical_to_the_fitted_pipeline(
     tmp_path: Path, settings: Settings, family: str, task: str, rows: int
 ) -> None:
