@@ -68,6 +68,10 @@ class Prediction:
     labels: list[Any]
     probabilities: np.ndarray | None  # (rows, classes) for classifiers
 
+    def part(self, start: int, stop: int) -> Prediction:
+        proba = None if self.probabilities is None else self.probabilities[start:stop]
+        return Prediction(self.labels[start:stop], proba)
+
 
 class Model:
     """The fitted pipeline, its schema (feature -> numeric | categorical), and a NumPy fast path."""
@@ -167,6 +171,40 @@ def transform_fn(model: Model, body: bytes | str, content_type: str, accept: str
         if response is None:
             raise  # mlcycle's model server maps ClientError.status itself
         return response
+
+
+def transform_many(model: Model, requests: Sequence[tuple[bytes | str, str, str]]) -> list[Any]:
+    """Several requests, ``(body, content type, accept)`` each, in one prediction.
+
+    Not a container hook: mlcycle's model server calls it with the requests that arrive together (the
+    container calls ``transform_fn`` one request at a time). Each result is what ``transform_fn`` would
+    return for that request, or the :class:`ClientError` it would raise: one client's mistake never
+    touches another's answer. A failure of the model itself propagates (the server then retries the
+    requests one by one, so that only the one that makes the model fail gets a 500).
+    """
+    results: list[Any] = [None] * len(requests)
+    parts: list[tuple[int, int, str]] = []  # request, rows, accept
+    columns: list[dict[str, np.ndarray]] = []
+    for index, (body, content_type, accept) in enumerate(requests):
+        try:
+            choose_accept(accept)
+            decoded = _columns(decode(body, content_type), model)
+        except ClientError as error:
+            results[index] = error
+            continue
+        columns.append(decoded)
+        parts.append((index, len(decoded[model.features[0]]), accept))
+    if not parts:
+        return results
+    joined = {name: np.concatenate([c[name] for c in columns]) for name in model.features}
+    prediction, start = model.predict(joined), 0
+    for index, rows, accept in parts:
+        try:
+            results[index] = encode(prediction.part(start, start + rows), accept)
+        except ClientError as error:
+            results[index] = error
+        start += rows
+    return results
 
 
 def choose_accept(accept: str) -> str:

@@ -5,20 +5,19 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlcycle import modeling
-from mlcycle.config import ModelSpec, Settings
+from mlcycle.config import Settings
 from mlcycle.example import churn
+from tests.models import CSV_ROW, ROW, example_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CSV, JSON, JSONL, NPY = "text/csv", "application/json", "application/jsonlines", "application/x-npy"
@@ -38,44 +37,9 @@ def _load_inference() -> ModuleType:
 inference = _load_inference()
 
 
-def _model_dir(
-    tmp: Path, settings: Settings, family: str = "hist_gradient_boosting", task: str = "classification"
-) -> Path:
-    problem = settings.problem.model_copy(
-        update={
-            "model": ModelSpec(
-                family=family, hyperparameters={"max_iter": 30} if family.startswith("hist") else {}
-            ),
-            "task": task,
-        }  # type: ignore[arg-type]
-    ).model_dump(mode="json")
-    frame = churn.generate(800, seed=3)
-    if task == "regression":
-        frame = frame.assign(churned=frame["monthly_charges"] * 0.1 + frame["support_calls"])
-    pipeline = modeling.train(frame, problem)
-    tmp.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline, tmp / "model.joblib")
-    schema = {"features": modeling.feature_schema(problem), "target": problem["target"], "task": task}
-    (tmp / "schema.json").write_text(json.dumps(schema))
-    shutil.copy(REPO / "pipelines" / "inference.py", tmp / "inference.py")
-    return tmp
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Any:
-    return inference.model_fn(str(_model_dir(tmp_path_factory.mktemp("model"), settings)))
-
-
-ROW = {
-    "tenure_months": 12,
-    "monthly_charges": 70.5,
-    "support_calls": 2,
-    "age": 40,
-    "contract": "one-year",
-    "payment_method": "card",
-    "region": "north",
-}
-CSV_ROW = ",".join(str(v) for v in ROW.values())
+    return inference.model_fn(str(example_model_dir(tmp_path_factory.mktemp("model"), settings)))
 
 
 def _npy(array: np.ndarray, allow_pickle: bool = False) -> bytes:
@@ -203,7 +167,7 @@ def test_fast_path_is_identical_to_the_fitted_pipeline(
     tmp_path: Path, settings: Settings, family: str, task: str, rows: int
 ) -> None:
     # GIVEN a model trained by mlcycle.modeling and rows with missing values and unseen categories
-    model = inference.model_fn(str(_model_dir(tmp_path, settings, family, task)))
+    model = inference.model_fn(str(example_model_dir(tmp_path, settings, family, task)))
     frame = _frame(rows, seed=rows)
     problem = settings.problem.model_dump(mode="json")
     features = modeling.features_frame(frame, problem)
@@ -216,3 +180,16 @@ def test_fast_path_is_identical_to_the_fitted_pipeline(
         assert answer["probabilities"] == model.pipeline.predict_proba(features).round(6).tolist()
     assert model._matrix is not None  # the NumPy preprocessing ran, not the pipeline's
     assert (model._booster is not None) == family.startswith("hist")
+
+
+def test_requests_predicted_together_get_the_answers_they_get_alone(model: Any) -> None:
+    # GIVEN requests of every shape, some of them wrong
+    requests = [(body, content_type, accept) for _, body, content_type, accept, _, _ in TABLE]
+    # WHEN they are predicted in one batch
+    together = inference.transform_many(model, requests)
+    # THEN each gets exactly its own answer, or its own error
+    for (case, body, content_type, accept, status, _), result in zip(TABLE, together, strict=True):
+        if status == 200:
+            assert result == inference.transform_fn(model, body, content_type, accept), case
+        else:
+            assert isinstance(result, inference.ClientError) and result.status == status, case

@@ -1,0 +1,121 @@
+"""The model server's HTTP side: a plain ASGI app (``GET /ping``, ``POST /invocations``,
+``GET /execution-parameters``) over an :class:`mlcycle.serving.handlers.InferenceHandler`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from typing import Any
+
+from mlcycle.serving.handlers import JSON, InferenceHandler
+
+log = logging.getLogger("mlcycle.serving")
+
+
+def _status_of(error: Exception) -> int:
+    """A client's mistake keeps its 4xx: ours (ModelServerError) or a user module's (an exception with an
+    integer ``status`` from 400 to 499, as mlcycle's inference.ClientError carries); anything else is the
+    model failing, a 500."""
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) and 400 <= status < 500 else 500
+
+
+#: At most this many requests share one prediction.
+MAX_BATCH = 32
+Result = tuple[bytes, str] | Exception
+
+
+class App:
+    """The ASGI app: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``.
+
+    Plain ASGI, no framework: a request is a few microseconds of routing around the model's own work. The
+    prediction runs on the event loop (the server runs a worker process per core). When the user module
+    can predict several requests at once (``transform_many``), the requests that arrive together share
+    one prediction: each waits in a queue that the loop drains as soon as it has read every request ready
+    on its sockets. A lone request never waits for company; under load, requests that arrived while the
+    model was busy go through together, so the model's fixed cost per call is paid once for all of them.
+    """
+
+    def __init__(self, handler: InferenceHandler) -> None:
+        self.handler = handler
+        self._queue: deque[tuple[tuple[bytes, str, str], asyncio.Future[Result]]] = deque()
+        self._draining = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        route = (scope["method"], scope["path"])
+        if route == ("GET", "/ping"):
+            await _respond(send, 200, b"", "text/plain")
+        elif route == ("GET", "/execution-parameters"):
+            # What batch transform asks a container for; answered like the framework containers do.
+            body = json.dumps(
+                {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+            )
+            await _respond(send, 200, body.encode(), JSON)
+        elif route == ("POST", "/invocations"):
+            await self._invocations(scope, receive, send)
+        else:
+            await _respond(
+                send, 404 if route[1] not in _ROUTES else 405, f"no {route[0]} {route[1]}".encode()
+            )
+
+    async def _invocations(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        body = await _read_body(receive)
+        try:
+            payload, out_type = self.handler.invoke(
+                body, headers.get("content-type", JSON), headers.get("accept", "")
+            )
+        except Exception as error:
+            status = _status_of(error)
+            if status == 500:  # the model failed: the client gets the message, the log the traceback
+                log.exception("invocation failed")
+                message = f"{type(error).__name__}: {error}"
+            else:
+                message = str(error)
+            await _respond(send, status, message.encode(), "text/plain")
+            return
+        await _respond(send, 200, payload, out_type)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+_ROUTES = frozenset({"/ping", "/invocations", "/execution-parameters"})
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: str = "text/plain") -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(handler: InferenceHandler) -> App:
+    return App(handler)
