@@ -9,19 +9,16 @@ A resource type it does not know is an error: nothing is silently skipped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from mlcycle.local.cfn import Created, Scope, TemplateError, creation_order, resolve
+from mlcycle.local.provisioner import Provisioner, ensure_bucket
 
 BOOTSTRAP_QUALIFIER = "hnb659fds"
 #: Public SSM parameters that AWS provides and templates may read at deploy time.
@@ -60,37 +57,6 @@ class Stack:
         return json.dumps(body, indent=2, default=str)
 
 
-class Provisioner:
-    """Creates one template's resources through boto3 clients pointed at the embedded AWS."""
-
-    def __init__(self, stack_name: str, region: str, account: str, endpoint_url: str) -> None:
-        self.stack_name = stack_name
-        self.region = region
-        self.account = account
-        self.session = boto3.session.Session(region_name=region)
-        self.endpoint_url = endpoint_url
-        self._clients: dict[str, Any] = {}
-        #: Calls made once every resource exists (access logging needs the log bucket's policy first).
-        self.deferred: list[Callable[[], object]] = []
-        self.work = Path(tempfile.mkdtemp(prefix="mlcycle-provision-"))
-
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
-        return self._clients[service]
-
-    def physical_name(self, logical_id: str, max_len: int, lower: bool = False) -> str:
-        """Like CloudFormation: stack-logical-suffix, stable for a stack (so a reset keeps names)."""
-        suffix = hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:12]
-        name = f"{self.stack_name}-{logical_id}"[: max_len - 13] + "-" + suffix
-        return name.lower() if lower else name
-
-    def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
-        return (
-            f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
-        )
-
-
 def _creators() -> dict[str, Callable[[Provisioner, str, dict[str, Any]], Created]]:
     from mlcycle.local import resources
 
@@ -106,7 +72,7 @@ def upload_assets(p: Provisioner, assembly: Path, stack_name: str) -> None:
         body = _package(source, asset["source"].get("packaging", "file"), p.work)
         for dest in asset["destinations"].values():
             bucket = _placeholders(dest["bucketName"], p)
-            _ensure_bucket(s3, bucket, p.region)
+            ensure_bucket(s3, bucket, p.region)
             s3.upload_file(str(body), bucket, _placeholders(dest["objectKey"], p))
 
 
@@ -129,16 +95,6 @@ def _package(source: Path, packaging: str, work: Path) -> Path:
             if path.is_file():
                 zf.write(path, path.relative_to(source).as_posix())
     return target
-
-
-def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except s3.exceptions.ClientError:
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        s3.create_bucket(**kwargs)
 
 
 def _public_parameter(p: Provisioner, name: str) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlcycle.local.cfn import Created, TemplateError
-from mlcycle.local.provision import Provisioner, _ensure_bucket
+from mlcycle.local.provisioner import Provisioner, ensure_bucket
 
 Creator = Callable[[Provisioner, str, dict[str, Any]], Created]
 CREATORS: dict[str, Creator] = {}
@@ -53,7 +53,7 @@ def _kms_alias(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Create
 def _bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     s3 = p.client("s3")
     name = props.get("BucketName") or p.physical_name(logical_id, 63, lower=True)
-    _ensure_bucket(s3, name, p.region)
+    ensure_bucket(s3, name, p.region)
     if "VersioningConfiguration" in props:
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
     if "BucketEncryption" in props:
