@@ -22,6 +22,8 @@ class Environment(runtime.FunctionEnvironment):
     event_bus: str
     sagemaker_role_arn: str
     lineage_table: str | None = None
+    #: Comma-separated: the alarms that roll an update back (none: updates shift without guardrails).
+    rollback_alarms: str | None = None
 
 
 @logger.inject_lambda_context
@@ -36,6 +38,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         sagemaker=aws.client("sagemaker"),
         role_arn=env.sagemaker_role_arn,
         capture_uri=f"s3://{env.monitoring_bucket}/capture",
+        rollback_alarms=[a for a in (env.rollback_alarms or "").split(",") if a],
     )
     detail = asdict(result)
     if env.lineage_table:

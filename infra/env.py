@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -30,6 +33,7 @@ def build(
     idempotency_table: dynamodb.ITable | None = None,
     lineage_table: dynamodb.ITable | None = None,
     large_upload_state_machine: sfn.IStateMachine | None = None,
+    rollback_alarms: Sequence[cloudwatch.IAlarm] = (),
 ) -> dict[str, str]:
     """The variables one function uses, and only those: pass what it needs."""
     values = {
@@ -48,6 +52,7 @@ def build(
         Env.LARGE_UPLOAD_STATE_MACHINE: (
             large_upload_state_machine.state_machine_arn if large_upload_state_machine else None
         ),
+        Env.ROLLBACK_ALARMS: ",".join(a.alarm_name for a in rollback_alarms) if rollback_alarms else None,
         Env.SERVICE_NAME: f"{settings.project}-{service.replace('_', '-')}",
     }
     return {str(name): value for name, value in values.items() if value is not None}

@@ -1,12 +1,16 @@
 """Serving: deploy an approved model version to the endpoint.
 
-The endpoint itself is created (and later updated) at run time by ``deploy_model``, named
-``settings.endpoint_name``; the stack owns only the function, its permissions and the trigger.
+The endpoint itself is created (and later updated, under the deployment policy, rolled back by the
+alarms of infra.endpoint_alarms) at run time by ``deploy_model``, named ``settings.endpoint_name``; the
+stack owns the function, its permissions, the trigger and the alarms.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -40,6 +44,7 @@ class Serving(Construct):
         bus: events.IEventBus,
         sagemaker_role: iam.IRole,
         functions: FunctionFactory,
+        rollback_alarms: Sequence[cloudwatch.IAlarm] = (),
     ) -> None:
         super().__init__(scope, id)
         self._settings = settings
@@ -55,6 +60,7 @@ class Serving(Construct):
                 monitoring=data_lake.monitoring,
                 bus=bus,
                 sagemaker_role=sagemaker_role,
+                rollback_alarms=rollback_alarms,
             ),
             on_failure=destinations.SqsDestination(self.dead_letters),
             retry_attempts=RETRY_ATTEMPTS,

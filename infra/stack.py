@@ -8,6 +8,7 @@ from constructs import Construct
 from infra.alerting import Alerting
 from infra.data_lake import DataLake
 from infra.data_preparation import DataPreparation
+from infra.endpoint_alarms import EndpointAlarms
 from infra.feature_store import FeatureStore
 from infra.functions import FunctionFactory
 from infra.lineage import Lineage
@@ -65,6 +66,9 @@ class MlcycleStack(cdk.Stack):
             bus=bus,
             functions=functions,
         )
+        self.endpoint_alarms = EndpointAlarms(
+            self, "EndpointAlarms", settings=settings, alerts=self.alerting.alerts
+        )
         self.serving = Serving(
             self,
             "Serving",
@@ -74,6 +78,7 @@ class MlcycleStack(cdk.Stack):
             bus=bus,
             sagemaker_role=self.training.sagemaker_role,
             functions=functions,
+            rollback_alarms=self.endpoint_alarms.rollback,
         )
         # Lineage: curated versions -> build -> training set -> training run -> model -> deployment.
         for recorder in (

@@ -120,6 +120,73 @@ class InstanceTypes(_Model):
     endpoint_initial_count: int = 1
 
 
+class DeploymentPolicy(_Model):
+    """How a new model replaces the one an endpoint serves: SageMaker's deployment guardrails (a blue/green
+    update whose traffic shifts all at once, as a canary, or linearly, rolled back when an alarm fires)."""
+
+    strategy: Literal["all_at_once", "canary", "linear"] = "canary"
+    #: ``canary``: the share of capacity that takes the new model first.
+    canary_percent: Annotated[int, Field(ge=1, le=99)] = 10
+    #: ``linear``: the share of capacity shifted at each step.
+    linear_step_percent: Annotated[int, Field(ge=1, le=99)] = 25
+    #: How long each partial shift bakes while the alarms watch (canary: before the rest shifts; linear:
+    #: between steps; unused by all at once).
+    wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    #: The final bake: after all traffic moved, the old fleet stays up this long while the alarms still
+    #: watch (an alarm rolls back to it); then it is terminated.
+    termination_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 120
+    #: The whole deployment's limit (SageMaker: 600 to 28800 s, above the sum of the waits).
+    max_execution_seconds: Annotated[int, Field(ge=600, le=28800)] = 3600
+
+    @property
+    def shifts(self) -> list[int]:
+        """The new fleet's share of traffic (percent) after each shift, ending at 100."""
+        if self.strategy == "canary":
+            return [self.canary_percent, 100]
+        if self.strategy == "linear":
+            return [*range(self.linear_step_percent, 100, self.linear_step_percent), 100]
+        return [100]
+
+    @model_validator(mode="after")
+    def _fits_in_its_limit(self) -> DeploymentPolicy:
+        waits = self.wait_seconds * (len(self.shifts) - 1) + self.termination_wait_seconds
+        if waits >= self.max_execution_seconds:
+            raise ValueError(
+                f"the deployment's waits add up to {waits} s, not below max_execution_seconds "
+                f"({self.max_execution_seconds} s)"
+            )
+        return self
+
+
+class ServingSettings(_Model):
+    """The endpoint: deployment policy, the SLO its rollback alarms watch, and capacity."""
+
+    deployment: DeploymentPolicy = DeploymentPolicy()
+    #: The latency SLO: p99 ModelLatency above this (over ``alarm_period_seconds``) sets the latency alarm.
+    latency_p99_ms: Annotated[float, Field(gt=0)] = 500.0
+    #: 5xx responses and model errors as a share of invocations above this set the error alarm.
+    max_error_rate: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    #: CloudWatch alarm period: 10 or 30 (high resolution) or a multiple of 60 seconds.
+    alarm_period_seconds: int = 60
+    #: The alarms fire when this many of the last ``alarm_evaluation_periods`` periods breach.
+    alarm_evaluation_periods: Annotated[int, Field(ge=1)] = 1
+    alarm_datapoints: Annotated[int, Field(ge=1)] = 1
+    #: Application Auto Scaling target tracking on invocations per instance (provisioned endpoints).
+    min_instances: Annotated[int, Field(ge=1)] = 1
+    max_instances: Annotated[int, Field(ge=1)] = 2
+    target_invocations_per_instance: Annotated[int, Field(ge=1)] = 1000
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServingSettings:
+        if self.alarm_period_seconds not in (10, 30) and self.alarm_period_seconds % 60:
+            raise ValueError("alarm_period_seconds must be 10, 30 or a multiple of 60 (CloudWatch's rule)")
+        if self.alarm_datapoints > self.alarm_evaluation_periods:
+            raise ValueError("alarm_datapoints cannot exceed alarm_evaluation_periods")
+        if self.min_instances > self.max_instances:
+            raise ValueError("min_instances cannot exceed max_instances")
+        return self
+
+
 class LambdaSettings(_Model):
     """How the Lambda functions run in AWS."""
 
@@ -260,6 +327,7 @@ class Settings(_Model):
     thresholds: Thresholds = Thresholds()
     alerts: AlertChannels = AlertChannels()
     instances: InstanceTypes = InstanceTypes()
+    serving: ServingSettings = ServingSettings()
     functions: LambdaSettings = LambdaSettings()
     retraining: RetrainingSettings = RetrainingSettings()
     model_tests: ModelTestsSettings = ModelTestsSettings()

@@ -2,20 +2,54 @@
 
 The model and endpoint config take names derived from the package version, so a redelivered approval
 event finds them already there and only re-points the endpoint. Data capture is always configured: the
-monitors read it.
+monitors read it. The first model creates the endpoint; a later one updates it under the settings'
+deployment policy (SageMaker's deployment guardrails: a blue/green update shifting traffic all at once,
+as a canary or linearly, rolled back by SageMaker when one of the rollback alarms fires). Each endpoint
+config records the one it replaced (tag ``mlcycle:previous-config``), so :func:`rollback` can return to
+the previous model by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlcycle.config import Settings
+from mlcycle.config import DeploymentPolicy, Settings
 
 VARIANT = "AllTraffic"
+PREVIOUS_CONFIG_TAG = "mlcycle:previous-config"
+PACKAGE_TAG = "mlcycle:model-package"
+_ROUTING = {"all_at_once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}
+
+
+def deployment_config(policy: DeploymentPolicy, rollback_alarms: Sequence[str]) -> dict[str, Any]:
+    """SageMaker's ``DeploymentConfig`` for ``policy``, rolled back by any of ``rollback_alarms``."""
+    routing: dict[str, Any] = {
+        "Type": _ROUTING[policy.strategy],
+        "WaitIntervalInSeconds": policy.wait_seconds,
+    }
+    if policy.strategy == "canary":
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": policy.canary_percent}
+    elif policy.strategy == "linear":
+        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": policy.linear_step_percent}
+    else:
+        routing["WaitIntervalInSeconds"] = 0
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": policy.termination_wait_seconds,
+            "MaximumExecutionTimeoutInSeconds": policy.max_execution_seconds,
+        }
+    }
+    if rollback_alarms:
+        config["AutoRollbackConfiguration"] = {
+            "Alarms": [{"AlarmName": name} for name in rollback_alarms[:10]]
+        }
+    return config
 
 
 @dataclass
@@ -56,17 +90,19 @@ def _ensure_model(sagemaker: Any, name: str, package: dict[str, Any], role_arn: 
             "ModelDataUrl": container["ModelDataUrl"],
             "Environment": container.get("Environment", {}),
         },
-        Tags=[{"Key": "mlcycle:model-package", "Value": package["ModelPackageArn"]}],
+        Tags=[{"Key": PACKAGE_TAG, "Value": package["ModelPackageArn"]}],
     )
 
 
 def _ensure_endpoint_config(
-    sagemaker: Any, name: str, model: str, settings: Settings, capture_uri: str
+    sagemaker: Any, name: str, model: str, settings: Settings, *, capture_uri: str, previous: str | None
 ) -> None:
     if _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
         return
+    tags = [{"Key": PREVIOUS_CONFIG_TAG, "Value": previous}] if previous else []
     sagemaker.create_endpoint_config(
         EndpointConfigName=name,
+        Tags=tags,
         ProductionVariants=[
             {
                 "VariantName": VARIANT,
@@ -89,6 +125,16 @@ def _ensure_endpoint_config(
     )
 
 
+def _current(sagemaker: Any, endpoint: str) -> dict[str, Any] | None:
+    try:
+        described: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=endpoint)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
+            raise
+        return None
+    return described
+
+
 def deploy(
     settings: Settings,
     package_arn: str,
@@ -96,6 +142,7 @@ def deploy(
     sagemaker: Any,
     role_arn: str,
     capture_uri: str,
+    rollback_alarms: Sequence[str] = (),
 ) -> Deployment:
     package = sagemaker.describe_model_package(ModelPackageName=package_arn)
     if package["ModelApprovalStatus"] != "Approved":
@@ -103,20 +150,48 @@ def deploy(
             f"{package_arn} is {package['ModelApprovalStatus']}, not Approved: refusing to deploy"
         )
     model, config = _names(settings, package_arn)
-    _ensure_model(sagemaker, model, package, role_arn)
-    _ensure_endpoint_config(sagemaker, config, model, settings, capture_uri)
     endpoint = settings.endpoint_name
-    try:
-        current = sagemaker.describe_endpoint(EndpointName=endpoint)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
-            raise
+    current = _current(sagemaker, endpoint)
+    previous = current["EndpointConfigName"] if current else None
+    _ensure_model(sagemaker, model, package, role_arn)
+    replaced = None if previous == config else previous
+    _ensure_endpoint_config(sagemaker, config, model, settings, capture_uri=capture_uri, previous=replaced)
+    if current is None:
         sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
         action = "created"
+    elif previous == config:
+        action = "unchanged"
     else:
-        if current["EndpointConfigName"] == config:
-            action = "unchanged"
-        else:
-            sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
-            action = "updated"
+        sagemaker.update_endpoint(
+            EndpointName=endpoint,
+            EndpointConfigName=config,
+            DeploymentConfig=deployment_config(settings.serving.deployment, rollback_alarms),
+        )
+        action = "updated"
     return Deployment(endpoint, config, model, package_arn, action)
+
+
+def rollback(settings: Settings, *, sagemaker: Any) -> Deployment:
+    """Return the endpoint to the model it served before the current one, all at once (by hand)."""
+    current = _current(sagemaker, settings.endpoint_name)
+    if current is None:
+        raise LookupError(f"endpoint {settings.endpoint_name} does not exist")
+    if current["EndpointStatus"] != "InService":
+        raise ValueError(
+            f"endpoint {settings.endpoint_name} is {current['EndpointStatus']}: wait for InService"
+        )
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=current["EndpointConfigName"])
+    tags = {
+        t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]
+    }
+    previous = tags.get(PREVIOUS_CONFIG_TAG)
+    if not previous:
+        raise LookupError(f"{current['EndpointConfigName']} records no previous model to return to")
+    earlier = sagemaker.describe_endpoint_config(EndpointConfigName=previous)
+    model = earlier["ProductionVariants"][0]["ModelName"]
+    model_tags = sagemaker.list_tags(ResourceArn=sagemaker.describe_model(ModelName=model)["ModelArn"])[
+        "Tags"
+    ]
+    package = {t["Key"]: t["Value"] for t in model_tags}.get(PACKAGE_TAG, "")
+    sagemaker.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=previous)
+    return Deployment(settings.endpoint_name, previous, model, package, "rolled_back")

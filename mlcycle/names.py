@@ -34,6 +34,8 @@ class Env(StrEnum):
     IDEMPOTENCY_TABLE = "MLCYCLE_IDEMPOTENCY_TABLE"
     LINEAGE_TABLE = "MLCYCLE_LINEAGE_TABLE"
     LARGE_UPLOAD_STATE_MACHINE = "MLCYCLE_LARGE_UPLOAD_STATE_MACHINE"
+    #: Comma-separated names of the alarms that roll a deployment back.
+    ROLLBACK_ALARMS = "MLCYCLE_ROLLBACK_ALARMS"
     #: Powertools' own variable: the service name in logs, traces and metrics.
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
@@ -79,6 +81,8 @@ class EventType(StrEnum):
     MODEL_REVIEW_REQUESTED = "ModelReviewRequested"
     #: The training pipeline stopped; the detail names its failure report in S3.
     TRAINING_FAILED = "TrainingFailed"
+    #: A deployment was rolled back (by an alarm, or by hand); the previous model serves.
+    DEPLOYMENT_ROLLED_BACK = "DeploymentRolledBack"
 
 
 #: SageMaker's own events (default bus) that the platform reacts to.

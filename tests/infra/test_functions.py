@@ -22,6 +22,7 @@ HANDLERS = {
         Env.EVENT_BUS,
         Env.SAGEMAKER_ROLE_ARN,
         Env.LINEAGE_TABLE,
+        Env.ROLLBACK_ALARMS,
     },
 }
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/x86_64/python3.13/latest"
