@@ -108,19 +108,8 @@ class Serving(Construct):
                 resources=self._sagemaker_arns(),
             )
         )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeModelPackage"],
-                resources=[
-                    cdk.Stack.of(self).format_arn(
-                        service="sagemaker",
-                        resource="model-package",
-                        resource_name=f"{registry.group_name}/*",
-                    )
-                ],
-            )
-        )
-        self._acknowledge(registry, fn)
+        registry.grant_describe(fn)
+        self._acknowledge(fn)
 
     def _sagemaker_arns(self) -> list[str]:
         stack, prefix = cdk.Stack.of(self), self._settings.prefix
@@ -132,14 +121,13 @@ class Serving(Construct):
             ),
         ]
 
-    def _acknowledge(self, registry: ModelRegistry, fn: lambda_.Function) -> None:
+    def _acknowledge(self, fn: lambda_.Function) -> None:
         prefix = self._settings.prefix
         acknowledge(
             fn.role or fn,
             *iam5_actions("kms:GenerateDataKey*", "kms:ReEncrypt*"),
             iam5_arn(self, "sagemaker", f"model/{prefix}-*"),
             iam5_arn(self, "sagemaker", f"endpoint-config/{prefix}-*"),
-            iam5_arn(self, "sagemaker", f"model-package/{registry.group_name}/*"),
             reason="Each approved version gets its own model and endpoint config, named at run time "
             "under our prefix; the kms wildcards come from the CDK's grant to send to the KMS-encrypted "
             "dead-letter queue.",

@@ -211,28 +211,18 @@ class TrainingPipeline(Construct):
             environment=env.build(self._settings, "validate_run", artifacts=artifacts),
         )
         artifacts.grant_put(fn, f"{pipeline_runs.RUNS_PREFIX}*")
-        group = registry.group_name
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeModelPackage"],
-                resources=[self._arn("sagemaker", "model-package", f"{group}/*")],
-            )
-        )
-        # ListModelPackages (finding the champion) supports no resource-level permissions.
-        fn.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
+        registry.grant_find_champion(fn)
         acknowledge(
             fn.role or fn,
             "AwsSolutions-IAM5[Resource::*]",
-            reason="sagemaker:ListModelPackages and the X-Ray tracing actions support no resource-level "
-            "permissions.",
+            reason="The X-Ray tracing actions support no resource-level permissions.",
         )
         acknowledge(
             fn.role or fn,
             *iam5_actions("s3:Abort*", "kms:GenerateDataKey*", "kms:ReEncrypt*"),
             iam5_resource(artifacts, f"/{pipeline_runs.RUNS_PREFIX}*"),
-            iam5_arn(self, "sagemaker", f"model-package/{group}/*"),
             reason="Writes run documents under runs/ (one per execution, named at run time) in our "
-            "artifacts bucket, and reads the champion among our group's versions (numbered by SageMaker).",
+            "artifacts bucket.",
         )
         return fn
 
@@ -328,40 +318,17 @@ class TrainingPipeline(Construct):
         # Reads the evaluation job's reports (their S3 URIs go into the model package).
         self._lake.artifacts.grant_read(fn)
         bus.grant_put_events_to(fn)
-        stack = cdk.Stack.of(self)
-        group = registry.group_name
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["sagemaker:DescribeTrainingJob"],
                 resources=[self._training_job_arn()],
             )
         )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:CreateModelPackage",
-                    "sagemaker:DescribeModelPackage",
-                    "sagemaker:UpdateModelPackage",
-                    "sagemaker:DescribeModelPackageGroup",
-                    "sagemaker:AddTags",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="sagemaker", resource="model-package-group", resource_name=group
-                    ),
-                    stack.format_arn(
-                        service="sagemaker", resource="model-package", resource_name=f"{group}/*"
-                    ),
-                ],
-            )
-        )
-        # ListModelPackages (finding the champion) supports no resource-level permissions.
-        fn.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
+        registry.grant_register(fn)
         acknowledge(
             fn.role or fn,
             "AwsSolutions-IAM5[Resource::*]",
-            reason="sagemaker:ListModelPackages and the X-Ray tracing actions support no resource-level "
-            "permissions.",
+            reason="The X-Ray tracing actions support no resource-level permissions.",
         )
         acknowledge(
             fn.role or fn,
@@ -369,9 +336,7 @@ class TrainingPipeline(Construct):
             *iam5_actions("kms:GenerateDataKey*", "kms:ReEncrypt*"),
             iam5_resource(self._lake.artifacts),
             iam5_arn(self, "sagemaker", f"training-job/{self.job_name_prefix}-*"),
-            iam5_arn(self, "sagemaker", f"model-package/{group}/*"),
-            reason="Reads the evaluation of any of our training jobs (named per execution) and creates "
-            "versions in our own model package group (versions are numbered by SageMaker).",
+            reason="Reads the evaluation of any of our training jobs (named per execution).",
         )
         return fn
 
