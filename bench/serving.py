@@ -356,7 +356,7 @@ def invoke_overhead(model: Path, body: Path, calls: int = 300) -> dict[str, floa
 def _server_url(aws: Any) -> str:
     """The model server behind the bench endpoint, found through the embedded AWS's own listing."""
     try:
-        from mlcycle.local import endpoints
+        from mlcycle.local.sagemaker import endpoints
 
         servers = endpoints.endpoint_servers("bench")
         return f"{next(iter(servers)).url}/invocations" if servers else ""

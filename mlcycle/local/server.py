@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcycle import aws
-from mlcycle.local import endpoints, events, lambdas, s3_events, s3_policies, sagemaker_jobs, stepfunctions
+from mlcycle.local import cloudwatch, context, events, sagemaker, stepfunctions
+from mlcycle.local.awslambda import invocations as awslambda
 from mlcycle.local.context import LocalContext
+from mlcycle.local.s3 import notifications as s3_notifications
+from mlcycle.local.s3 import policies as s3_policies
 
-_PATCHES = (s3_policies, s3_events, stepfunctions, lambdas, events, sagemaker_jobs, endpoints)
+#: Each service's patches, installed in this order and uninstalled in the reverse one.
+_PATCHES = (s3_policies, s3_notifications, stepfunctions, awslambda, events, sagemaker, cloudwatch)
 
 
 def free_port() -> int:
@@ -23,24 +27,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _export_environment(ctx: LocalContext) -> None:
-    """Point every AWS client of this process (our handlers included) at the embedded AWS.
+def _export_environment(ctx: LocalContext) -> dict[str, str | None]:
+    """Point every AWS client of this process (our handlers included) at the embedded AWS; return what
+    the variables held before, for :meth:`EmbeddedAws.stop` to put back.
 
     moto's Step Functions service integrations call ``localhost:MOTO_PORT``, which ThreadedMotoServer
     does not set, so it is exported here before anything runs.
     """
-    os.environ.update(
-        {
-            "MOTO_PORT": str(ctx.port),
-            "AWS_ENDPOINT_URL": ctx.endpoint_url,
-            "AWS_DEFAULT_REGION": ctx.region,
-            "AWS_REGION": ctx.region,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-        }
-    )
+    values = {
+        "MOTO_PORT": str(ctx.port),
+        "AWS_ENDPOINT_URL": ctx.endpoint_url,
+        "AWS_DEFAULT_REGION": ctx.region,
+        "AWS_REGION": ctx.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }
+    previous = {name: os.environ.get(name) for name in (*values, "AWS_PROFILE")}
+    os.environ.update(values)
     os.environ.pop("AWS_PROFILE", None)
+    return previous
+
+
+def _restore_environment(previous: dict[str, str | None]) -> None:
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @dataclass
@@ -50,6 +64,7 @@ class EmbeddedAws:
     ctx: LocalContext
     _server: object
     _owns_work_dir: bool = False
+    _environment: dict[str, str | None] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -58,8 +73,13 @@ class EmbeddedAws:
     def stop(self) -> None:
         for patch in reversed(_PATCHES):
             patch.uninstall()
+        context.deactivate(self.ctx)
         self._server.stop()  # type: ignore[attr-defined]
         _reset_backends()
+        # The process goes back to the AWS it knew: no client keeps pointing at a server that is gone.
+        if self._environment is not None:
+            _restore_environment(self._environment)
+        aws.client.cache_clear()
         if self._owns_work_dir:
             shutil.rmtree(self.ctx.work_dir, ignore_errors=True)
 
@@ -82,6 +102,11 @@ def start(
     from moto.moto_api import _internal  # noqa: F401  (registers the config API)
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    if context.running() is not None:
+        raise RuntimeError(
+            "an embedded AWS is already running in this process: stop it first (moto's backends are "
+            "process-wide, so two would share and reset each other's state)"
+        )
     port = port or free_port()
     ctx = LocalContext(
         endpoint_url=f"http://127.0.0.1:{port}",
@@ -96,16 +121,17 @@ def start(
         "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported"
     ).setLevel(logging.ERROR)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    _export_environment(ctx)
+    environment = _export_environment(ctx)
     _configure_moto()
     _reset_backends()
     # Handlers cache their clients as a warm Lambda does; those of an earlier embedded AWS point elsewhere.
     aws.client.cache_clear()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    context.activate(ctx)
     for patch in _PATCHES:
         patch.install(ctx)
-    return EmbeddedAws(ctx=ctx, _server=server, _owns_work_dir=work_dir is None)
+    return EmbeddedAws(ctx=ctx, _server=server, _owns_work_dir=work_dir is None, _environment=environment)
 
 
 def _configure_moto() -> None:

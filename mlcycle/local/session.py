@@ -12,7 +12,7 @@ from mlcycle.application import cycle
 from mlcycle.application.platform import Platform
 from mlcycle.config import Settings
 from mlcycle.local import server
-from mlcycle.local.provision import Stack, provision
+from mlcycle.local.cloudformation.provision import Stack, provision
 
 Say = Callable[[str], None]
 

@@ -12,14 +12,18 @@ from typing import Any
 
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
+from mlcycle.local import context
 from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
 
-_PATCHES = MethodPatches()
+
+class StepFunctionsState(MethodPatches):
+    """moto's replaced method, on the running embedded AWS."""
 
 
 def install(ctx: LocalContext) -> None:
-    if _PATCHES.active:
+    patches = ctx.services.setdefault(StepFunctionsState, StepFunctionsState())
+    if patches.active:
         return
     original: Any = StepFunctionsParserBackend.start_execution
 
@@ -28,8 +32,11 @@ def install(ctx: LocalContext) -> None:
     ) -> Any:
         return original(self, arn, name or str(uuid.uuid4()), *args, **kw)
 
-    _PATCHES.replace(StepFunctionsParserBackend, "start_execution", start_execution)
+    patches.replace(StepFunctionsParserBackend, "start_execution", start_execution)
 
 
 def uninstall() -> None:
-    _PATCHES.restore()
+    ctx = context.running()
+    patches = ctx.services.pop(StepFunctionsState, None) if ctx is not None else None
+    if patches is not None:
+        patches.restore()

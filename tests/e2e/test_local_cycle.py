@@ -18,7 +18,7 @@ from mlcycle.application import cycle
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
 from mlcycle.example import churn
-from mlcycle.local import endpoints
+from mlcycle.local.sagemaker import endpoints
 from mlcycle.local.session import LocalPlatform
 
 pytestmark = pytest.mark.e2e

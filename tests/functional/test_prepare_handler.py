@@ -12,7 +12,7 @@ import pytest
 
 from mlcycle import aws
 from mlcycle.example.churn import generate
-from mlcycle.local.lambdas import LambdaContext
+from mlcycle.local.awslambda.invocations import LambdaContext
 from tests.conftest import REGION, make_bucket
 
 

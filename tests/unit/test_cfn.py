@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from mlcycle.local.cfn import Created, Scope, TemplateError, creation_order, resolve
+from mlcycle.local.cloudformation.template import Created, Scope, TemplateError, creation_order, resolve
 
 TEMPLATE = {
     "Conditions": {"IsEast": {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}},

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcycle import runtime
 from mlcycle.config import BUNDLED_CONFIG_FILE, Settings, settings_from_json
+from mlcycle.local import context
 from mlcycle.local.context import LocalContext
 
 if TYPE_CHECKING:
@@ -56,16 +57,14 @@ _LOG_RESULT_BYTES = 4096
 Handler = Callable[[Any, "LambdaContext"], Any]
 Invocation = tuple[str, bool, str]  # (payload, errored, logs) as moto's _invoke_lambda returns them
 
-_LOCK = threading.Lock()
-
 
 @dataclass
-class _Installed:
-    originals: dict[str, Any] = field(default_factory=dict)
-    worker: AsyncInvoker | None = None
+class LambdaState:
+    """moto's replaced methods, the asynchronous worker, and the lock that runs one handler at a time."""
 
-
-_STATE = _Installed()
+    originals: dict[str, Any]
+    worker: AsyncInvoker
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class HandlerImportError(Exception):
@@ -96,7 +95,8 @@ class LambdaContext:
 
 def _invoke_in_process(fn: LambdaFunction, event: Any = None) -> Invocation:
     """Replacement of ``LambdaFunction._invoke_lambda``: run the handler here, one invocation at a time."""
-    if not _LOCK.acquire(timeout=SYNC_WAIT_SECONDS):
+    lock = context.installed(LambdaState).lock
+    if not lock.acquire(timeout=SYNC_WAIT_SECONDS):
         message = (
             f"{fn.function_name} waited {SYNC_WAIT_SECONDS:.0f}s for another invocation: the embedded AWS "
             "runs one handler at a time, so a handler must not invoke a function synchronously"
@@ -106,7 +106,7 @@ def _invoke_in_process(fn: LambdaFunction, event: Any = None) -> Invocation:
     try:
         return _run(fn, {} if event is None else event)
     finally:
-        _LOCK.release()
+        lock.release()
 
 
 def _run(fn: LambdaFunction, event: Any) -> Invocation:
@@ -336,8 +336,9 @@ def _invoke(
     invocation_type = _invocation_type(request_headers)
     if invocation_type == "DryRun":
         return b""
-    if invocation_type == "Event" and _STATE.worker is not None:
-        _STATE.worker.submit(fn, event)
+    state = context.installed_or_none(LambdaState)
+    if invocation_type == "Event" and state is not None:
+        state.worker.submit(fn, event)
         return b""
     payload, errored, logs = fn._invoke_lambda(event)  # type: ignore[arg-type]  # moto passes the parsed body
     if errored:
@@ -501,34 +502,40 @@ def _deliver_record(fn: LambdaFunction, destination: str, record: dict[str, Any]
 
 def wait_for_async(timeout: float = 30.0) -> bool:
     """Wait until no asynchronous invocation is queued or running (tests, demos); False on timeout."""
-    worker = _STATE.worker
-    return worker.wait_idle(timeout) if worker is not None else True
+    state = context.installed_or_none(LambdaState)
+    return state.worker.wait_idle(timeout) if state is not None else True
 
 
 def install(ctx: LocalContext) -> None:
-    """Run Lambda handlers in this process (see the module docstring). ``ctx`` is not needed."""
-    del ctx
-    if _STATE.originals:
-        return  # already installed by an earlier start() in this process
+    """Run Lambda handlers in this process (see the module docstring)."""
     from moto.awslambda.models import LambdaFunction
 
-    _STATE.originals = {"invoke": LambdaFunction.invoke, "_invoke_lambda": LambdaFunction._invoke_lambda}
+    uninstall_from(ctx)
+    if LambdaFunction._invoke_lambda is _invoke_in_process:
+        raise RuntimeError("another embedded AWS is still installed in this process: stop it first")
+    originals = {"invoke": LambdaFunction.invoke, "_invoke_lambda": LambdaFunction._invoke_lambda}
     setattr(LambdaFunction, "invoke", _invoke)  # noqa: B010 - replacing a method
     setattr(LambdaFunction, "_invoke_lambda", _invoke_in_process)  # noqa: B010
-    _STATE.worker = AsyncInvoker()
+    ctx.services[LambdaState] = LambdaState(originals=originals, worker=AsyncInvoker())
     if not isinstance(sys.stdout, _ThreadRoutedStdout):
         sys.stdout = _ThreadRoutedStdout(sys.stdout)
 
 
 def uninstall() -> None:
     """Restore moto's Lambda and stop the asynchronous worker (queued invocations are dropped)."""
+    ctx = context.running()
+    if ctx is not None:
+        uninstall_from(ctx)
+
+
+def uninstall_from(ctx: LocalContext) -> None:
     from moto.awslambda.models import LambdaFunction
 
-    for name, original in _STATE.originals.items():
+    state = ctx.services.pop(LambdaState, None)
+    if state is None:
+        return
+    for name, original in state.originals.items():
         setattr(LambdaFunction, name, original)
-    _STATE.originals = {}
     if isinstance(sys.stdout, _ThreadRoutedStdout):
         sys.stdout = sys.stdout.target
-    if _STATE.worker is not None:
-        _STATE.worker.stop()
-        _STATE.worker = None
+    state.worker.stop()

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlcycle.local.cfn import Created, Scope, TemplateError, creation_order, resolve
-from mlcycle.local.provisioner import Provisioner, ensure_bucket
+from mlcycle.local.cloudformation.provisioner import Provisioner, ensure_bucket
+from mlcycle.local.cloudformation.template import Created, Scope, TemplateError, creation_order, resolve
 
 BOOTSTRAP_QUALIFIER = "hnb659fds"
 #: Public SSM parameters that AWS provides and templates may read at deploy time.
@@ -58,7 +58,7 @@ class Stack:
 
 
 def _creators() -> dict[str, Callable[[Provisioner, str, dict[str, Any]], Created]]:
-    from mlcycle.local import resources
+    from mlcycle.local.cloudformation import resources
 
     return resources.CREATORS
 

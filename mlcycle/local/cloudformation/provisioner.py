@@ -1,7 +1,7 @@
 """The provisioner's state: clients pointed at the embedded AWS and CloudFormation-style physical names.
 
-Shared by the walk over the template (mlcycle.local.provision) and the resource creators
-(mlcycle.local.resources), which import it from here rather than from each other.
+Shared by the walk over the template (mlcycle.local.cloudformation.provision) and the resource creators
+(mlcycle.local.cloudformation.resources), which import it from here rather than from each other.
 """
 
 from __future__ import annotations

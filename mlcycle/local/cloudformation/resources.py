@@ -11,8 +11,8 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-from mlcycle.local.cfn import Created, TemplateError
-from mlcycle.local.provisioner import Provisioner, ensure_bucket
+from mlcycle.local.cloudformation.provisioner import Provisioner, ensure_bucket
+from mlcycle.local.cloudformation.template import Created, TemplateError
 
 Creator = Callable[[Provisioner, str, dict[str, Any]], Created]
 CREATORS: dict[str, Creator] = {}

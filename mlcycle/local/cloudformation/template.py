@@ -1,8 +1,8 @@
 """Just enough of CloudFormation's template language to provision a synthesized CDK template locally.
 
 Intrinsic functions, pseudo parameters, conditions and mappings are resolved here; what each resource
-type becomes lives in :mod:`mlcycle.local.provision`. A reference to anything that is not in the template
-raises, so a wiring mistake in ``infra/`` fails on the laptop, not at deploy time.
+type becomes lives in :mod:`mlcycle.local.cloudformation.resources`. A reference to anything not in the
+template raises, so a wiring mistake in ``infra/`` fails on the laptop, not at deploy time.
 """
 
 from __future__ import annotations

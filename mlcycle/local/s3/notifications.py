@@ -9,37 +9,47 @@ from the version it put.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from moto.s3 import notifications
 
+from mlcycle.local import context
 from mlcycle.local.context import LocalContext
 
-_original: Any = None
+
+@dataclass
+class NotificationsState:
+    """moto's own event builder, and the sequencer counter of the running embedded AWS."""
+
+    original: Callable[..., dict[str, list[dict[str, Any]]]]
+    sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+
 #: S3 sequencers are hex strings that grow for successive events on one key; a counter is enough here.
-_sequence = itertools.count(1)
 
 
 def _event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, list[dict[str, Any]]]:
-    body: dict[str, list[dict[str, Any]]] = _original(event_name, bucket, key, notification_id)
+    state = context.installed(NotificationsState)
+    body = state.original(event_name, bucket, key, notification_id)
     for record in body["Records"]:
         obj = record["s3"]["object"]
         version = getattr(key, "version_id", None)
         if version and version != "null":
             obj["versionId"] = version
-        obj["sequencer"] = f"{next(_sequence):016X}"
+        obj["sequencer"] = f"{next(state.sequence):016X}"
     return body
 
 
 def install(ctx: LocalContext) -> None:
-    global _original  # noqa: PLW0603 - one patch per process, undone by uninstall()
-    if _original is None:
-        _original = notifications._get_s3_event
+    if NotificationsState not in ctx.services:
+        ctx.services[NotificationsState] = NotificationsState(original=notifications._get_s3_event)
         notifications._get_s3_event = _event
 
 
 def uninstall() -> None:
-    global _original  # noqa: PLW0603
-    if _original is not None:
-        notifications._get_s3_event = _original
-        _original = None
+    ctx = context.running()
+    state = ctx.services.pop(NotificationsState, None) if ctx is not None else None
+    if state is not None:
+        notifications._get_s3_event = state.original

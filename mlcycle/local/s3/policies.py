@@ -14,10 +14,13 @@ from typing import Any
 
 from moto.s3.models import FakeBucket
 
+from mlcycle.local import context
 from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
 
-_PATCHES = MethodPatches()
+
+class PoliciesState(MethodPatches):
+    """moto's replaced method, on the running embedded AWS."""
 
 
 def _denies_plain_http_only(statement: dict[str, Any]) -> bool:
@@ -40,9 +43,13 @@ def _get_permission(self: FakeBucket, action: str, resource: str) -> Any:
 
 
 def install(ctx: LocalContext) -> None:
-    if not _PATCHES.active:
-        _PATCHES.replace(FakeBucket, "get_permission", _get_permission)
+    patches = ctx.services.setdefault(PoliciesState, PoliciesState())
+    if not patches.active:
+        patches.replace(FakeBucket, "get_permission", _get_permission)
 
 
 def uninstall() -> None:
-    _PATCHES.restore()
+    ctx = context.running()
+    patches = ctx.services.pop(PoliciesState, None) if ctx is not None else None
+    if patches is not None:
+        patches.restore()

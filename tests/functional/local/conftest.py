@@ -26,14 +26,14 @@ _TRUST = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def embedded_aws() -> Iterator[EmbeddedAws]:
     aws = server.start()
     yield aws
     aws.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def aws_client(embedded_aws: EmbeddedAws) -> Callable[[str], Any]:
     """Cached boto3 clients on the embedded AWS; a short read timeout turns a deadlock into a failure."""
     clients: dict[str, Any] = {}
@@ -52,7 +52,7 @@ def aws_client(embedded_aws: EmbeddedAws) -> Callable[[str], Any]:
     return client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lambda_role(aws_client: Callable[[str], Any]) -> str:
     role = aws_client("iam").create_role(RoleName="test-lambda", AssumeRolePolicyDocument=json.dumps(_TRUST))
     return str(role["Role"]["Arn"])
@@ -70,7 +70,7 @@ def _zip() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def make_function(aws_client: Callable[[str], Any], lambda_role: str) -> Callable[..., str]:
     """Create a function running ``handlers.basic.<handler>``; returns its ARN."""
     code = _zip()
@@ -91,7 +91,7 @@ def make_function(aws_client: Callable[[str], Any], lambda_role: str) -> Callabl
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def wait_for() -> Callable[..., Any]:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
 

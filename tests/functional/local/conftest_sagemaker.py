@@ -99,7 +99,7 @@ class SageMakerWorld:
         }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sm_world(embedded_aws: EmbeddedAws, aws_client: Client) -> SageMakerWorld:
     s3 = aws_client("s3")
     bucket = unique("sagemaker-tests")
@@ -144,7 +144,7 @@ class TrainedJob:
         return str(self.description["ModelArtifacts"]["S3ModelArtifacts"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def trained_job(sm_world: SageMakerWorld, aws_client: Client, wait_for: Any) -> TrainedJob:
     """One real training job, run once for every test that needs a trained model."""
     name = unique("train")

@@ -17,7 +17,7 @@ import urllib3
 from botocore.exceptions import ClientError
 from sklearn.linear_model import LogisticRegression
 
-from mlcycle.local import endpoints
+from mlcycle.local.sagemaker import endpoints, servers
 from mlcycle.serving import server as serving
 from tests.functional.local import conftest_sagemaker
 from tests.functional.local.conftest_sagemaker import (
@@ -42,7 +42,7 @@ def _csv(rows: np.ndarray) -> str:
     return "\n".join(",".join(str(v) for v in row) for row in rows)
 
 
-def _ping(server: endpoints.ModelServer) -> int:
+def _ping(server: servers.ModelServer) -> int:
     return urllib3.request("GET", f"{server.url}/ping", timeout=2.0, retries=False).status
 
 

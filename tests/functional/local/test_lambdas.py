@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from mlcycle.local import lambdas
+from mlcycle.local.awslambda import invocations as lambdas
 from tests.functional.local.handlers.basic import RECEIVED
 
 Client = Callable[[str], Any]

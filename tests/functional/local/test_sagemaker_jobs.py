@@ -10,7 +10,8 @@ import joblib
 import pytest
 from botocore.exceptions import ClientError
 
-from mlcycle.local import sagemaker_jobs
+from mlcycle.local import sagemaker as sagemaker_jobs
+from mlcycle.local.sagemaker import jobs, processing
 from tests.functional.local import conftest_sagemaker
 from tests.functional.local.conftest_sagemaker import (
     FIXTURES,
@@ -77,7 +78,7 @@ def test_hyperparameters_and_environment_follow_the_training_toolkit(
     # GIVEN what the script recorded about its invocation
     evaluation = _evaluation(aws_client, trained_job)
     env = evaluation["env"]
-    root = sagemaker_jobs.job_root(None, "training", trained_job.name)
+    root = jobs.job_root(None, "training", trained_job.name)
     # THEN user hyperparameters arrive as sorted --name value arguments, framework ones do not
     assert evaluation["argv"] == ["--max_iter", "200", "--regularization", "0.5"]
     assert json.loads(env["SM_HPS"]) == {"max_iter": 200, "regularization": 0.5}
@@ -155,7 +156,7 @@ def test_stop_training_job_stops_the_process_and_keeps_its_model(
     sagemaker = aws_client("sagemaker")
     name = unique("stop")
     sagemaker.create_training_job(**sm_world.training_request(name, hyperparameters={"sleep": "60"}))
-    log = sagemaker_jobs.job_root(None, "training", name) / "logs" / "algo-1.log"
+    log = jobs.job_root(None, "training", name) / "logs" / "algo-1.log"
     wait_for(lambda: log.is_file() and "sleeping" in log.read_text(), timeout=30, what="the script to sleep")
     # WHEN it is stopped
     sagemaker.stop_training_job(TrainingJobName=name)
@@ -301,12 +302,12 @@ def test_processing_job_rewrites_container_paths_and_uploads_outputs(
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     assert job["Environment"] == {"GREETING": "hello"}
     summary = json.loads(s3.get_object(Bucket=bucket, Key=f"{name}/out/summary.json")["Body"].read())
-    root = sagemaker_jobs.job_root(None, "processing", name)
+    root = jobs.job_root(None, "processing", name)
     assert summary == {"rows": 3, "input": str(root / "processing" / "input" / "data"), "greeting": "hello"}
 
 
 def test_path_rewriter_maps_only_whole_container_paths(tmp_path: Any) -> None:
-    paths = sagemaker_jobs.PathRewriter(tmp_path, extra=("/data",))
+    paths = processing.PathRewriter(tmp_path, extra=("/data",))
     assert paths.text("/opt/ml/processing/input") == f"{tmp_path}/processing/input"
     assert paths.text("--out=/opt/ml/processing/output") == f"--out={tmp_path}/processing/output"
     assert paths.text("/data/x.csv") == f"{tmp_path}/fs/data/x.csv"

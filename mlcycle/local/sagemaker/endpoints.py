@@ -1,0 +1,290 @@
+"""Real SageMaker endpoints in the embedded AWS: this module keeps what serves each endpoint and runs the
+rollouts; the model servers (servers), InvokeEndpoint (invocations) and data capture (capture) beside it.
+
+moto makes an endpoint InService at once, has no UpdateEndpoint, and answers InvokeEndpoint with a canned
+body. Here, on moto's SageMaker backend (so boto3, CloudFormation and Step Functions callers all count):
+
+* ``create_endpoint``: ``Creating``; a thread starts one ``python -m mlcycle.serving.server`` per
+  production variant (endpoint config -> model -> ``PrimaryContainer.ModelDataUrl`` + ``Environment``,
+  ``model.tar.gz`` extracted under ``{work_dir}/endpoints/{endpoint}/``) on a free 127.0.0.1 port and waits
+  for ``/ping``: ``InService``, or ``Failed`` with the server's own error as ``FailureReason``.
+* ``update_endpoint`` (new): ``Updating``; the new config's servers start beside the old ones, traffic
+  swaps, the old servers stop: ``InService``. If the new servers fail, the old ones keep serving and the
+  endpoint returns to the status it had (``InService``, or ``Failed``) with ``FailureReason`` set, as AWS
+  rolls back a failed update. A ``Failed`` endpoint may be updated; one in progress may not.
+* ``delete_endpoint``: flushes capture and stops the servers.
+* ``InvokeEndpoint`` (patched on moto's sagemaker-runtime *response* handler, because the backend method
+  only receives a hash of the request): body, ``ContentType``, ``Accept`` and ``CustomAttributes`` go to
+  the variant's server (by ``TargetVariant`` or by weight); its status, body and content type come back.
+  A non-2xx answer becomes ``ModelError`` (424, ``OriginalStatusCode``/``OriginalMessage``), as in AWS.
+* Data capture: with ``DataCaptureConfig`` each sampled invocation becomes one line of SageMaker's capture
+  JSONL, buffered and written to
+  ``{DestinationS3Uri}/{endpoint}/{variant}/yyyy/mm/dd/hh/{mm-ss-mmm}-{uuid}.jsonl`` every
+  :data:`capture_flush_seconds`, on delete and on uninstall (tests call :func:`flush_capture`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import urllib3
+
+from mlcycle.local import context
+from mlcycle.local.common.s3files import s3_client, split_s3_uri
+from mlcycle.local.common.values import utcnow
+from mlcycle.local.context import LocalContext
+from mlcycle.local.patching import MethodPatches
+from mlcycle.local.sagemaker.capture import CaptureBuffer, CaptureSettings
+from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
+from mlcycle.local.sagemaker.servers import DeployError, ModelServer, start_server
+
+log = logging.getLogger(__name__)
+
+#: Seconds between capture flushes (read on every cycle, so tests and demos may change it at run time).
+capture_flush_seconds: float = 2.0
+
+
+@dataclass
+class LiveEndpoint:
+    """What serves one endpoint right now."""
+
+    name: str
+    config_name: str
+    servers: dict[str, ModelServer]
+    capture: CaptureSettings | None
+
+    def pick(self, target_variant: str | None) -> ModelServer | None:
+        if target_variant:
+            return self.servers.get(target_variant)
+        variants = list(self.servers.values())
+        weights = [max(s.weight, 0.0) for s in variants]
+        return (
+            random.choices(variants, weights=weights if sum(weights) > 0 else None)[0] if variants else None
+        )
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+@dataclass
+class EndpointsState:
+    """The endpoints' state on the running embedded AWS: what serves each one, rollouts, capture."""
+
+    ctx: LocalContext
+    patches: MethodPatches
+    http: urllib3.PoolManager = field(default_factory=lambda: urllib3.PoolManager(maxsize=16))
+    live: dict[tuple[str, str, str], LiveEndpoint] = field(default_factory=dict)
+    #: Endpoints being created or updated: a delete during that time tells the thread to discard its work.
+    generations: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    threads: list[threading.Thread] = field(default_factory=list)
+    buffer: CaptureBuffer = field(default_factory=CaptureBuffer)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+def endpoints_state() -> EndpointsState:
+    return context.installed(EndpointsState)
+
+
+def _key(backend: Any, name: str) -> tuple[str, str, str]:
+    return (backend.account_id, backend.region_name, name)
+
+
+def _deploy(state: EndpointsState, backend: Any, endpoint_name: str, config: Any) -> LiveEndpoint:
+    """Start a server for every production variant of ``config``; all or nothing."""
+    servers: dict[str, ModelServer] = {}
+    stamp = f"{config.endpoint_config_name}-{int(time.time() * 1000)}"
+    try:
+        for variant in config.production_variants:
+            directory = state.ctx.work_dir / "endpoints" / endpoint_name / stamp / variant["VariantName"]
+            servers[variant["VariantName"]] = start_server(
+                state.ctx, backend, variant, directory, http=state.http, stop=state.stopping
+            )
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return LiveEndpoint(
+        endpoint_name, config.endpoint_config_name, servers, CaptureSettings.of(config.data_capture_config)
+    )
+
+
+def _capture_summary(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """DescribeEndpoint's DataCaptureConfigSummary (moto stores the config's request shape instead)."""
+    settings = CaptureSettings.of(config)
+    if not config:
+        return None
+    return {
+        "EnableCapture": settings is not None,
+        "CaptureStatus": "Started" if settings is not None else "Stopped",
+        "CurrentSamplingPercentage": int(config.get("InitialSamplingPercentage", 100)),
+        "DestinationS3Uri": config.get("DestinationS3Uri", ""),
+        **({"KmsKeyId": config["KmsKeyId"]} if config.get("KmsKeyId") else {}),
+    }
+
+
+def _apply_config(endpoint: Any, config: Any) -> None:
+    endpoint.endpoint_config_name = config.endpoint_config_name
+    endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+    endpoint.data_capture_config = _capture_summary(config.data_capture_config)
+    endpoint.last_modified_time = utcnow()
+
+
+def _rollout(
+    state: EndpointsState, backend: Any, endpoint: Any, config: Any, *, generation: int, fallback: str
+) -> None:
+    """The create/update thread: start the new servers, then swap them in, or fall back to ``fallback``
+    (``Failed`` for a create; an update returns to the status it started from, old servers still serving)."""
+    key = _key(backend, endpoint.endpoint_name)
+    try:
+        new = _deploy(state, backend, endpoint.endpoint_name, config)
+    except Exception as error:
+        reason = str(error) if isinstance(error, DeployError) else f"InternalServerError: {error}"
+        if not isinstance(error, DeployError):
+            log.exception("deploying endpoint %s failed", endpoint.endpoint_name)
+        with state.lock:
+            if state.generations.get(key) == generation:
+                endpoint.failure_reason = reason[:FAILURE_REASON_LIMIT]
+                endpoint.endpoint_status = fallback
+                endpoint.last_modified_time = utcnow()
+        return
+    old: LiveEndpoint | None = new
+    with state.lock:
+        if state.generations.get(key) == generation and not state.stopping.is_set():  # not deleted meanwhile
+            old = state.live.get(key)
+            state.live[key] = new
+            _apply_config(endpoint, config)
+            endpoint.failure_reason = None
+            endpoint.endpoint_status = "InService"
+    if old is not None:
+        old.stop()
+
+
+def _start_rollout(state: EndpointsState, backend: Any, endpoint: Any, config: Any, fallback: str) -> None:
+    key = _key(backend, endpoint.endpoint_name)
+    with state.lock:
+        generation = state.generations[key] = state.generations.get(key, 0) + 1
+        thread = threading.Thread(
+            target=_rollout,
+            args=(state, backend, endpoint, config),
+            kwargs={"generation": generation, "fallback": fallback},
+            name=f"endpoint-{endpoint.endpoint_name}",
+            daemon=True,
+        )
+        state.threads = [t for t in state.threads if t.is_alive()] + [thread]
+    thread.start()
+
+
+def create_endpoint_patch(original: Any) -> Any:
+    def create_endpoint(self: Any, **kwargs: Any) -> Any:
+        state = endpoints_state()
+        from moto.sagemaker.exceptions import ValidationError
+
+        if kwargs.get("endpoint_name") in self.endpoints:
+            name = kwargs["endpoint_name"]
+            arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint/{name.lower()}"
+            raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
+        endpoint = original(self, **kwargs)
+        config = self.endpoint_configs[endpoint.endpoint_config_name]
+        endpoint.data_capture_config = _capture_summary(config.data_capture_config)
+        endpoint.endpoint_status = "Creating"
+        _start_rollout(state, self, endpoint, config, fallback="Failed")
+        return endpoint
+
+    return create_endpoint
+
+
+def update_endpoint_patch(self: Any, endpoint_name: str, endpoint_config_name: str, **_: Any) -> str:
+    """UpdateEndpoint (moto has none): Updating now; the new servers replace the old ones when ready."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    state = endpoints_state()
+    endpoint = self.endpoints.get(endpoint_name)
+    arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint/{endpoint_name.lower()}"
+    if endpoint is None:
+        raise ValidationError(message=f"Could not find endpoint '{arn}'.")
+    config = self.endpoint_configs.get(endpoint_config_name)
+    if config is None:
+        config_arn = (
+            f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint-config/{endpoint_config_name}"
+        )
+        raise ValidationError(message=f"Could not find endpoint configuration '{config_arn}'.")
+    previous = endpoint.endpoint_status
+    if previous not in ("InService", "Failed"):
+        raise ValidationError(message=f'Cannot update in-progress endpoint "{arn}".')
+    endpoint.endpoint_status = "Updating"
+    endpoint.last_modified_time = utcnow()
+    _start_rollout(state, self, endpoint, config, fallback=previous)
+    return str(endpoint.arn)
+
+
+def update_endpoint_response_patch(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+
+    arn = self.sagemaker_backend.update_endpoint(
+        endpoint_name=self._get_param("EndpointName"),
+        endpoint_config_name=self._get_param("EndpointConfigName"),
+    )
+    return ActionResult({"EndpointArn": arn})
+
+
+def delete_endpoint_patch(original: Any) -> Any:
+    def delete_endpoint(self: Any, endpoint_name: str) -> None:
+        state = endpoints_state()
+        original(self, endpoint_name)  # raises for an unknown endpoint
+        key = _key(self, endpoint_name)
+        with state.lock:
+            live = state.live.pop(key, None)
+            state.generations[key] = state.generations.get(key, 0) + 1  # orphan any rollout in flight
+        flush_capture()
+        if live is not None:
+            live.stop()
+
+    return delete_endpoint
+
+
+def endpoint_servers(
+    endpoint_name: str, account: str | None = None, region: str | None = None
+) -> list[ModelServer]:
+    """The servers behind an endpoint (tests, diagnostics); empty when it is not in service."""
+    state = endpoints_state()
+    key = (account or state.ctx.account, region or state.ctx.region, endpoint_name)
+    with state.lock:
+        live = state.live.get(key)
+        return list(live.servers.values()) if live else []
+
+
+def flush_capture() -> int:
+    """Write every buffered capture record to S3 now; returns the number of files written."""
+    state = context.installed_or_none(EndpointsState)
+    if state is None:
+        return 0
+    written = 0
+    s3 = s3_client(state.ctx)
+    for prefix, entries in state.buffer.take().items():
+        first = min(when for when, _ in entries)
+        key_uri = f"{prefix}/{first:%M-%S}-{first.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+        bucket, key = split_s3_uri(key_uri)
+        body = "".join(line + "\n" for _, line in sorted(entries, key=lambda entry: entry[0]))
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/jsonlines")
+            written += 1
+        except Exception:  # a missing bucket must not take the endpoint down; AWS drops them too
+            log.warning("could not write data capture to %s", key_uri, exc_info=True)
+    return written
+
+
+def flush_loop(state: EndpointsState) -> None:
+    while not state.stopping.wait(capture_flush_seconds):
+        try:
+            flush_capture()
+        except Exception:
+            log.warning("data capture flush failed", exc_info=True)

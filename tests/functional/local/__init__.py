@@ -1,0 +1,1 @@
+"""Tests of the embedded AWS itself, against one instance per package run."""
