@@ -9,7 +9,15 @@ from __future__ import annotations
 from mlcycle.local import context
 from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
-from mlcycle.local.sagemaker import endpoints, invocations, processing, registry_events, servers, training
+from mlcycle.local.sagemaker import (
+    endpoints,
+    invocations,
+    processing,
+    registry_events,
+    rollouts,
+    servers,
+    training,
+)
 from mlcycle.local.sagemaker.endpoints import EndpointsState
 from mlcycle.local.sagemaker.jobs import JobsState, join_threads
 
@@ -94,10 +102,10 @@ def install_endpoints(ctx: LocalContext) -> None:
 
     patches = MethodPatches()
     state = ctx.services[EndpointsState] = EndpointsState(ctx=ctx, patches=patches)
-    patches.replace(Backend, "create_endpoint", endpoints.create_endpoint_patch(Backend.create_endpoint))
-    patches.replace(Backend, "delete_endpoint", endpoints.delete_endpoint_patch(Backend.delete_endpoint))
-    patches.replace(Backend, "update_endpoint", endpoints.update_endpoint_patch)
-    patches.replace(Response, "update_endpoint", endpoints.update_endpoint_response_patch)
+    patches.replace(Backend, "create_endpoint", rollouts.create_endpoint_patch(Backend.create_endpoint))
+    patches.replace(Backend, "delete_endpoint", rollouts.delete_endpoint_patch(Backend.delete_endpoint))
+    patches.replace(Backend, "update_endpoint", rollouts.update_endpoint_patch)
+    patches.replace(Response, "update_endpoint", rollouts.update_endpoint_response_patch)
     patches.replace(Runtime, "invoke_endpoint", invocations.invoke_endpoint_response_patch)
     # Keep request bodies as bytes: moto would decode them as UTF-8 and fail on NPY or other binary input.
     patches.replace(Runtime, "use_raw_body", True)

@@ -42,8 +42,7 @@ from mlcycle.local.common.values import utcnow
 from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
 from mlcycle.local.sagemaker.capture import CaptureBuffer, CaptureSettings
-from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
-from mlcycle.local.sagemaker.servers import DeployError, ModelServer, start_server
+from mlcycle.local.sagemaker.servers import ModelServer, start_server
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,14 @@ class LiveEndpoint:
     config_name: str
     servers: dict[str, ModelServer]
     capture: CaptureSettings | None
+    #: During a blue/green update: the new fleet, and the share of traffic it takes (0 to 1).
+    green: LiveEndpoint | None = None
+    green_share: float = 0.0
 
     def pick(self, target_variant: str | None) -> ModelServer | None:
+        green = self.green
+        if green is not None and random.random() < self.green_share:
+            return green.pick(target_variant)
         if target_variant:
             return self.servers.get(target_variant)
         variants = list(self.servers.values())
@@ -72,6 +77,8 @@ class LiveEndpoint:
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
+        if self.green is not None:
+            self.green.stop()
 
 
 @dataclass
@@ -94,11 +101,11 @@ def endpoints_state() -> EndpointsState:
     return context.installed(EndpointsState)
 
 
-def _key(backend: Any, name: str) -> tuple[str, str, str]:
+def endpoint_key(backend: Any, name: str) -> tuple[str, str, str]:
     return (backend.account_id, backend.region_name, name)
 
 
-def _deploy(state: EndpointsState, backend: Any, endpoint_name: str, config: Any) -> LiveEndpoint:
+def deploy_fleet(state: EndpointsState, backend: Any, endpoint_name: str, config: Any) -> LiveEndpoint:
     """Start a server for every production variant of ``config``; all or nothing."""
     servers: dict[str, ModelServer] = {}
     stamp = f"{config.endpoint_config_name}-{int(time.time() * 1000)}"
@@ -117,7 +124,7 @@ def _deploy(state: EndpointsState, backend: Any, endpoint_name: str, config: Any
     )
 
 
-def _capture_summary(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def capture_summary(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """DescribeEndpoint's DataCaptureConfigSummary (moto stores the config's request shape instead)."""
     settings = CaptureSettings.of(config)
     if not config:
@@ -131,124 +138,11 @@ def _capture_summary(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _apply_config(endpoint: Any, config: Any) -> None:
+def apply_config(endpoint: Any, config: Any) -> None:
     endpoint.endpoint_config_name = config.endpoint_config_name
     endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
-    endpoint.data_capture_config = _capture_summary(config.data_capture_config)
+    endpoint.data_capture_config = capture_summary(config.data_capture_config)
     endpoint.last_modified_time = utcnow()
-
-
-def _rollout(
-    state: EndpointsState, backend: Any, endpoint: Any, config: Any, *, generation: int, fallback: str
-) -> None:
-    """The create/update thread: start the new servers, then swap them in, or fall back to ``fallback``
-    (``Failed`` for a create; an update returns to the status it started from, old servers still serving)."""
-    key = _key(backend, endpoint.endpoint_name)
-    try:
-        new = _deploy(state, backend, endpoint.endpoint_name, config)
-    except Exception as error:
-        reason = str(error) if isinstance(error, DeployError) else f"InternalServerError: {error}"
-        if not isinstance(error, DeployError):
-            log.exception("deploying endpoint %s failed", endpoint.endpoint_name)
-        with state.lock:
-            if state.generations.get(key) == generation:
-                endpoint.failure_reason = reason[:FAILURE_REASON_LIMIT]
-                endpoint.endpoint_status = fallback
-                endpoint.last_modified_time = utcnow()
-        return
-    old: LiveEndpoint | None = new
-    with state.lock:
-        if state.generations.get(key) == generation and not state.stopping.is_set():  # not deleted meanwhile
-            old = state.live.get(key)
-            state.live[key] = new
-            _apply_config(endpoint, config)
-            endpoint.failure_reason = None
-            endpoint.endpoint_status = "InService"
-    if old is not None:
-        old.stop()
-
-
-def _start_rollout(state: EndpointsState, backend: Any, endpoint: Any, config: Any, fallback: str) -> None:
-    key = _key(backend, endpoint.endpoint_name)
-    with state.lock:
-        generation = state.generations[key] = state.generations.get(key, 0) + 1
-        thread = threading.Thread(
-            target=_rollout,
-            args=(state, backend, endpoint, config),
-            kwargs={"generation": generation, "fallback": fallback},
-            name=f"endpoint-{endpoint.endpoint_name}",
-            daemon=True,
-        )
-        state.threads = [t for t in state.threads if t.is_alive()] + [thread]
-    thread.start()
-
-
-def create_endpoint_patch(original: Any) -> Any:
-    def create_endpoint(self: Any, **kwargs: Any) -> Any:
-        state = endpoints_state()
-        from moto.sagemaker.exceptions import ValidationError
-
-        if kwargs.get("endpoint_name") in self.endpoints:
-            name = kwargs["endpoint_name"]
-            arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint/{name.lower()}"
-            raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
-        endpoint = original(self, **kwargs)
-        config = self.endpoint_configs[endpoint.endpoint_config_name]
-        endpoint.data_capture_config = _capture_summary(config.data_capture_config)
-        endpoint.endpoint_status = "Creating"
-        _start_rollout(state, self, endpoint, config, fallback="Failed")
-        return endpoint
-
-    return create_endpoint
-
-
-def update_endpoint_patch(self: Any, endpoint_name: str, endpoint_config_name: str, **_: Any) -> str:
-    """UpdateEndpoint (moto has none): Updating now; the new servers replace the old ones when ready."""
-    from moto.sagemaker.exceptions import ValidationError
-
-    state = endpoints_state()
-    endpoint = self.endpoints.get(endpoint_name)
-    arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint/{endpoint_name.lower()}"
-    if endpoint is None:
-        raise ValidationError(message=f"Could not find endpoint '{arn}'.")
-    config = self.endpoint_configs.get(endpoint_config_name)
-    if config is None:
-        config_arn = (
-            f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint-config/{endpoint_config_name}"
-        )
-        raise ValidationError(message=f"Could not find endpoint configuration '{config_arn}'.")
-    previous = endpoint.endpoint_status
-    if previous not in ("InService", "Failed"):
-        raise ValidationError(message=f'Cannot update in-progress endpoint "{arn}".')
-    endpoint.endpoint_status = "Updating"
-    endpoint.last_modified_time = utcnow()
-    _start_rollout(state, self, endpoint, config, fallback=previous)
-    return str(endpoint.arn)
-
-
-def update_endpoint_response_patch(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
-    arn = self.sagemaker_backend.update_endpoint(
-        endpoint_name=self._get_param("EndpointName"),
-        endpoint_config_name=self._get_param("EndpointConfigName"),
-    )
-    return ActionResult({"EndpointArn": arn})
-
-
-def delete_endpoint_patch(original: Any) -> Any:
-    def delete_endpoint(self: Any, endpoint_name: str) -> None:
-        state = endpoints_state()
-        original(self, endpoint_name)  # raises for an unknown endpoint
-        key = _key(self, endpoint_name)
-        with state.lock:
-            live = state.live.pop(key, None)
-            state.generations[key] = state.generations.get(key, 0) + 1  # orphan any rollout in flight
-        flush_capture()
-        if live is not None:
-            live.stop()
-
-    return delete_endpoint
 
 
 def endpoint_servers(

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 import urllib3
 
+from mlcycle.local.common.values import utcnow
 from mlcycle.local.sagemaker.capture import Invocation, capture_record
 from mlcycle.local.sagemaker.endpoints import EndpointsState, LiveEndpoint, endpoints_state
 from mlcycle.local.sagemaker.servers import ModelServer
@@ -52,6 +54,7 @@ def invoke(account: str, region: str, request: Invocation) -> _Response:
         headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
     if request.inference_id:
         headers["X-Amzn-SageMaker-Inference-Id"] = request.inference_id
+    started = time.perf_counter()
     try:
         answer = state.http.request(
             "POST",
@@ -62,9 +65,59 @@ def invoke(account: str, region: str, request: Invocation) -> _Response:
             retries=False,
         )
     except urllib3.exceptions.HTTPError as error:
+        publish_metrics(
+            account, region, live.name, server.variant, status=502, model_seconds=None, started=started
+        )
         message = f"model server for variant {server.variant} did not answer ({error}); see {server.log_path}"
         return _error(424, "ModelError", message, OriginalStatusCode=502, OriginalMessage=str(error))
-    return _answer(state, live, server, request, answer)
+    model_seconds = time.perf_counter() - started
+    response = _answer(state, live, server, request, answer)
+    publish_metrics(
+        account,
+        region,
+        live.name,
+        server.variant,
+        status=answer.status,
+        model_seconds=model_seconds,
+        started=started,
+    )
+    return response
+
+
+def publish_metrics(
+    account: str,
+    region: str,
+    endpoint: str,
+    variant: str,
+    *,
+    status: int,
+    model_seconds: float | None,
+    started: float,
+) -> None:
+    """The endpoint's per-variant metrics under SageMaker's names (namespace ``AWS/SageMaker``), one
+    datapoint each per invocation; the rollback and SLO alarms are evaluated from them."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    total_us = (time.perf_counter() - started) * 1e6
+    data: list[dict[str, Any]] = [
+        {"MetricName": "Invocations", "Value": 1.0, "Unit": "None"},
+        {"MetricName": "Invocation4XXErrors", "Value": float(400 <= status < 500), "Unit": "None"},
+        {"MetricName": "Invocation5XXErrors", "Value": float(status >= 500), "Unit": "None"},
+    ]
+    if model_seconds is not None:
+        model_us = model_seconds * 1e6
+        data.append({"MetricName": "ModelLatency", "Value": model_us, "Unit": "Microseconds"})
+        data.append(
+            {"MetricName": "OverheadLatency", "Value": max(total_us - model_us, 0.0), "Unit": "Microseconds"}
+        )
+    now = utcnow()
+    for datum in data:
+        datum.update(Dimensions=dimensions, Timestamp=now)
+    try:
+        cloudwatch_backends[account][region].put_metric_data("AWS/SageMaker", data)
+    except Exception:  # metrics must never fail an invocation; say so where a person looks
+        log.warning("could not publish the metrics of endpoint %s", endpoint, exc_info=True)
 
 
 def _answer(
