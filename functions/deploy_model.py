@@ -1,4 +1,6 @@
-"""EventBridge (model package Approved) -> deploy it to the project's endpoint -> ModelDeployed."""
+"""EventBridge (model package Approved) -> deploy it to the project's endpoint (created, or updated under
+the deployment policy). How it ends (``ModelDeployed`` or ``DeploymentRolledBack``) is told by
+``functions.deployment_outcome`` when the endpoint is InService again."""
 
 from __future__ import annotations
 
@@ -9,8 +11,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlcycle import aws, deployment, events, lineage, runtime
-from mlcycle.names import EventType
+from mlcycle import aws, deployment, lineage, runtime
 
 logger = Logger()
 tracer = Tracer()
@@ -19,7 +20,6 @@ tracer = Tracer()
 class Environment(runtime.FunctionEnvironment):
     handler = "functions.deploy_model"
     monitoring_bucket: str
-    event_bus: str
     sagemaker_role_arn: str
     lineage_table: str | None = None
     #: Comma-separated: the alarms that roll an update back (none: updates shift without guardrails).
@@ -48,7 +48,5 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
             endpoint=result.endpoint_name,
             endpoint_config=result.endpoint_config_name,
         )
-    if result.action != "unchanged":
-        events.publish(aws.client("events"), env.event_bus, EventType.MODEL_DEPLOYED, detail)
     logger.info("model deployed", extra=detail)
     return detail

@@ -17,8 +17,9 @@ class ModelRegistry(Construct):
     """Attributes: ``group_name`` (``settings.model_package_group``), ``group`` (the L1 resource).
 
     Grants, as the CDK's own constructs offer them (no consumer writes registry statements by hand):
-    ``grant_describe`` (read a version: deploying it), ``grant_find_champion`` (also list the versions:
-    the champion is the latest approved one), ``grant_register`` (also create and update versions).
+    ``grant_describe`` (read a version: deploying it), ``grant_annotate`` (also update its metadata),
+    ``grant_find_champion`` (also list the versions: the champion is the latest approved one),
+    ``grant_register`` (also create and update versions).
     """
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings) -> None:
@@ -63,6 +64,13 @@ class ModelRegistry(Construct):
             reason="sagemaker:ListModelPackages (finding the champion) has no resource-level permissions.",
         )
         return grant
+
+    def grant_annotate(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Describe a version and update it (the deploy outcome function writes its metadata)."""
+        self.grant_describe(grantee)
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["sagemaker:UpdateModelPackage"], resource_arns=[self.versions_arn]
+        )
 
     def grant_register(self, grantee: iam.IGrantable) -> iam.Grant:
         self.grant_find_champion(grantee)

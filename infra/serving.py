@@ -25,13 +25,14 @@ from infra.gates import acknowledge, iam5_actions, iam5_arn
 from infra.queues import dead_letter_queue
 from infra.registry import ModelRegistry
 from mlcycle.config import Settings
-from mlcycle.names import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
+from mlcycle.names import ENDPOINT_STATE_CHANGE, MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
 
 RETRY_ATTEMPTS = 2
 
 
 class Serving(Construct):
-    """Attributes: ``deploy_model`` (the function), ``approved`` (the rule), ``dead_letters``."""
+    """Attributes: ``deploy_model`` and ``deployment_outcome`` (the functions), ``approved`` and
+    ``state_changed`` (their rules), ``dead_letters``."""
 
     def __init__(
         self,
@@ -58,14 +59,14 @@ class Serving(Construct):
                 settings,
                 "deploy_model",
                 monitoring=data_lake.monitoring,
-                bus=bus,
                 sagemaker_role=sagemaker_role,
                 rollback_alarms=rollback_alarms,
             ),
             on_failure=destinations.SqsDestination(self.dead_letters),
             retry_attempts=RETRY_ATTEMPTS,
         )
-        self._grant(registry, bus, sagemaker_role)
+        self._grant(registry, sagemaker_role)
+        self.deployment_outcome = self._outcome_function(settings, functions, registry, bus)
         self.approved = events.Rule(
             self,
             "Approved",
@@ -88,10 +89,54 @@ class Serving(Construct):
             )
         )
 
-    def _grant(self, registry: ModelRegistry, bus: events.IEventBus, sagemaker_role: iam.IRole) -> None:
+    def _outcome_function(
+        self, settings: Settings, functions: FunctionFactory, registry: ModelRegistry, bus: events.IEventBus
+    ) -> lambda_.Function:
+        """How each deployment ended (deployed, or rolled back by SageMaker), from the endpoint's state."""
+        fn = functions.function(
+            self,
+            "DeploymentOutcome",
+            handler="functions.deployment_outcome.handler",
+            description="Endpoint InService again: ModelDeployed, or DeploymentRolledBack naming the alarm",
+            environment=env.build(settings, "deployment_outcome", bus=bus),
+            on_failure=destinations.SqsDestination(self.dead_letters),
+            retry_attempts=RETRY_ATTEMPTS,
+        )
+        bus.grant_put_events_to(fn)
+        registry.grant_annotate(fn)
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeModel",
+                    "sagemaker:ListTags",
+                    "sagemaker:DeleteTags",
+                ],
+                resources=self._sagemaker_arns(),
+            )
+        )
+        self._acknowledge(fn)
+        self.state_changed = events.Rule(
+            self,
+            "EndpointStateChanged",
+            description="Our endpoint changed state: conclude the deployment in progress",
+            event_pattern=events.EventPattern(
+                source=[SAGEMAKER_SOURCE],
+                detail_type=[ENDPOINT_STATE_CHANGE],
+                detail={"EndpointName": [settings.endpoint_name], "EndpointStatus": ["InService"]},
+            ),
+        )
+        self.state_changed.add_target(
+            targets.LambdaFunction(
+                fn, dead_letter_queue=self.dead_letters, retry_attempts=3, max_event_age=cdk.Duration.hours(2)
+            )
+        )
+        return fn
+
+    def _grant(self, registry: ModelRegistry, sagemaker_role: iam.IRole) -> None:
         # SageMaker reads the model and writes capture data with the execution role, not with ours.
         fn = self.deploy_model
-        bus.grant_put_events_to(fn)
         sagemaker_role.grant_pass_role(fn.grant_principal)
         fn.add_to_role_policy(
             iam.PolicyStatement(

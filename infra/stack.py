@@ -85,6 +85,7 @@ class MlcycleStack(cdk.Stack):
             self.training.build_training_set,
             self.training.register_model,
             self.serving.deploy_model,
+            self.serving.deployment_outcome,
         ):
             self.lineage.grant_record(recorder)
             recorder.add_environment(Env.LINEAGE_TABLE, self.lineage.table.table_name)
@@ -109,6 +110,7 @@ class MlcycleStack(cdk.Stack):
                 self.training.register_model,
                 self.training.report_failure,
                 self.serving.deploy_model,
+                self.serving.deployment_outcome,
             ],
             alerts=self.alerting.alerts,
         )

@@ -12,6 +12,7 @@ the previous model by hand.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,9 @@ from mlcycle.config import DeploymentPolicy, Settings
 VARIANT = "AllTraffic"
 PREVIOUS_CONFIG_TAG = "mlcycle:previous-config"
 PACKAGE_TAG = "mlcycle:model-package"
+#: On the endpoint: the config a deployment asked for, until its outcome is known (see :func:`outcome`).
+REQUESTED_TAG = "mlcycle:requested-config"
+_ALARM_IN_REASON = re.compile(r"alarm (\S+) went into ALARM", re.IGNORECASE)
 _ROUTING = {"all_at_once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}
 
 
@@ -157,18 +161,64 @@ def deploy(
     replaced = None if previous == config else previous
     _ensure_endpoint_config(sagemaker, config, model, settings, capture_uri=capture_uri, previous=replaced)
     if current is None:
-        sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+        arn = sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)["EndpointArn"]
         action = "created"
     elif previous == config:
-        action = "unchanged"
+        return Deployment(endpoint, config, model, package_arn, "unchanged")
     else:
-        sagemaker.update_endpoint(
+        arn = sagemaker.update_endpoint(
             EndpointName=endpoint,
             EndpointConfigName=config,
             DeploymentConfig=deployment_config(settings.serving.deployment, rollback_alarms),
-        )
+        )["EndpointArn"]
         action = "updated"
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": REQUESTED_TAG, "Value": config}])
     return Deployment(endpoint, config, model, package_arn, action)
+
+
+@dataclass
+class Outcome:
+    """How a deployment ended: ``deployed`` (the endpoint serves what was asked for) or ``rolled_back``
+    (it serves the previous model again; ``reason`` is SageMaker's, ``alarm`` the one that fired)."""
+
+    endpoint_name: str
+    endpoint_config_name: str
+    model_package_arn: str
+    outcome: str
+    reason: str = ""
+    alarm: str = ""
+
+
+def outcome(settings: Settings, detail: dict[str, Any], *, sagemaker: Any) -> Outcome | None:
+    """The end of the deployment an endpoint state change concludes, or None (not ours, not ended, or
+    already concluded). Concluding it clears the endpoint's requested-config tag, so a redelivered
+    event concludes nothing twice."""
+    if detail.get("EndpointName") != settings.endpoint_name or detail.get("EndpointStatus") != "InService":
+        return None
+    arn = detail["EndpointArn"]
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    requested = tags.get(REQUESTED_TAG)
+    if not requested:
+        return None
+    described = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
+    serving = described["EndpointConfigName"]
+    sagemaker.delete_tags(ResourceArn=arn, TagKeys=[REQUESTED_TAG])
+    package = _package_of(sagemaker, requested)
+    if serving == requested:
+        return Outcome(settings.endpoint_name, requested, package, "deployed")
+    reason = str(described.get("FailureReason") or "the endpoint returned to its previous configuration")
+    found = _ALARM_IN_REASON.search(reason)
+    return Outcome(
+        settings.endpoint_name, requested, package, "rolled_back", reason, found.group(1) if found else ""
+    )
+
+
+def _package_of(sagemaker: Any, config_name: str) -> str:
+    """The model package a config of ours serves (the tag deploy() put on its model)."""
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]}
+    return str(tags.get(PACKAGE_TAG, ""))
 
 
 def rollback(settings: Settings, *, sagemaker: Any) -> Deployment:
@@ -193,5 +243,8 @@ def rollback(settings: Settings, *, sagemaker: Any) -> Deployment:
         "Tags"
     ]
     package = {t["Key"]: t["Value"] for t in model_tags}.get(PACKAGE_TAG, "")
-    sagemaker.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=previous)
+    arn = sagemaker.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=previous)[
+        "EndpointArn"
+    ]
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": REQUESTED_TAG, "Value": previous}])
     return Deployment(settings.endpoint_name, previous, model, package, "rolled_back")

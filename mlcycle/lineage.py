@@ -53,6 +53,7 @@ BUILD_TRAINING_SET = "build_training_set"
 INGEST_FEATURES = "ingest_features"
 TRAIN_MODEL = "train_model"
 DEPLOY_MODEL = "deploy_model"
+ROLLBACK = "rollback"
 
 META = "#META"
 EventKind = Literal["input", "output"]
@@ -313,6 +314,21 @@ def record_deployment(
     store.record(
         Execution(
             artifact_id(DEPLOY_MODEL, endpoint_config), DEPLOY_MODEL, properties={"endpoint": endpoint}
+        ),
+        inputs=[Artifact(model_id(model_package_arn), MODEL, model_package_arn)],
+        outputs=[Artifact(artifact_id(DEPLOYMENT, endpoint_config), DEPLOYMENT, f"endpoint/{endpoint}")],
+    )
+
+
+def record_rollback(
+    store: LineageStore, *, model_package_arn: str, endpoint: str, endpoint_config: str, reason: str
+) -> None:
+    """A deployment that was rolled back: model version -> rollback (with the reason) -> that config."""
+    store.record(
+        Execution(
+            artifact_id(ROLLBACK, endpoint_config),
+            ROLLBACK,
+            properties={"endpoint": endpoint, "reason": reason},
         ),
         inputs=[Artifact(model_id(model_package_arn), MODEL, model_package_arn)],
         outputs=[Artifact(artifact_id(DEPLOYMENT, endpoint_config), DEPLOYMENT, f"endpoint/{endpoint}")],

@@ -88,3 +88,4 @@ class EventType(StrEnum):
 #: SageMaker's own events (default bus) that the platform reacts to.
 SAGEMAKER_SOURCE = "aws.sagemaker"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"

@@ -351,3 +351,15 @@ def compare(a: Version, b: Version) -> list[tuple[str, float | None, float | Non
         delta = right - left if left is not None and right is not None else None
         rows.append((name, left, right, delta))
     return rows
+
+
+#: On a model package: how its last deployment ended (``deployed`` or ``rolled_back: {reason}``).
+DEPLOYMENT_PROPERTY = "deployment"
+
+
+def record_deployment_outcome(sagemaker: Any, package_arn: str, outcome: str, reason: str = "") -> None:
+    """Write a deployment's outcome on the model package (its other metadata is kept)."""
+    described = sagemaker.describe_model_package(ModelPackageName=package_arn)
+    metadata = dict(described.get("CustomerMetadataProperties", {}))
+    metadata[DEPLOYMENT_PROPERTY] = (f"{outcome}: {reason}" if reason else outcome)[:METADATA_VALUE_LIMIT]
+    sagemaker.update_model_package(ModelPackageArn=package_arn, CustomerMetadataProperties=metadata)

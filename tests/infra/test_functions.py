@@ -19,7 +19,6 @@ HANDLERS = {
     "functions.register_model.handler": {Env.ARTIFACTS_BUCKET, Env.EVENT_BUS, Env.LINEAGE_TABLE},
     "functions.deploy_model.handler": {
         Env.MONITORING_BUCKET,
-        Env.EVENT_BUS,
         Env.SAGEMAKER_ROLE_ARN,
         Env.LINEAGE_TABLE,
         Env.ROLLBACK_ALARMS,

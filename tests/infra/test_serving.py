@@ -53,5 +53,21 @@ def test_deploy_model_gets_the_sagemaker_role_and_may_pass_it(synthesized: Synth
         "sagemaker:UpdateEndpoint",
         "sagemaker:DescribeEndpoint",
         "sagemaker:DescribeModelPackage",
-        "events:PutEvents",
+        "sagemaker:AddTags",
     } <= actions
+    assert "events:PutEvents" not in actions  # the outcome function announces how a deployment ended
+
+
+def test_the_outcome_of_each_deployment_is_concluded_from_the_endpoint_state(
+    synthesized: Synthesized,
+) -> None:
+    serving = synthesized.stack.serving
+    rule = synthesized.properties(serving.state_changed)
+    assert rule["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Endpoint State Change"],
+        "detail": {"EndpointName": [synthesized.settings.endpoint_name], "EndpointStatus": ["InService"]},
+    }
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [synthesized.logical_id(serving.deployment_outcome), "Arn"]}
+    assert "DeadLetterConfig" in target

@@ -43,6 +43,7 @@ from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
 from mlcycle.local.sagemaker.capture import CaptureBuffer, CaptureSettings
 from mlcycle.local.sagemaker.servers import ModelServer, start_server
+from mlcycle.names import ENDPOINT_STATE_CHANGE, SAGEMAKER_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,29 @@ class EndpointsState:
 
 def endpoints_state() -> EndpointsState:
     return context.installed(EndpointsState)
+
+
+def announce(state: EndpointsState, endpoint: Any) -> None:
+    """SageMaker's ``SageMaker Endpoint State Change`` on the default bus (call outside ``state.lock``)."""
+    from mlcycle.local.events import put_platform_event
+
+    detail = {
+        "EndpointName": endpoint.endpoint_name,
+        "EndpointArn": endpoint.arn,
+        "EndpointConfigName": endpoint.endpoint_config_name,
+        "EndpointStatus": endpoint.endpoint_status,
+        **({"FailureReason": endpoint.failure_reason} if endpoint.failure_reason else {}),
+    }
+    try:
+        put_platform_event(
+            state.ctx,
+            source=SAGEMAKER_SOURCE,
+            detail_type=ENDPOINT_STATE_CHANGE,
+            detail=detail,
+            resources=[endpoint.arn],
+        )
+    except Exception:  # the endpoint changed state all the same; a lost event is said, not raised
+        log.warning("could not announce the state of endpoint %s", endpoint.endpoint_name, exc_info=True)
 
 
 def endpoint_key(backend: Any, name: str) -> tuple[str, str, str]:

@@ -13,6 +13,7 @@ from mlcycle.local.common.values import utcnow
 from mlcycle.local.sagemaker.endpoints import (
     EndpointsState,
     LiveEndpoint,
+    announce,
     apply_config,
     capture_summary,
     deploy_fleet,
@@ -47,10 +48,13 @@ def _rollout(
         if not isinstance(error, DeployError):
             log.exception("deploying endpoint %s failed", endpoint.endpoint_name)
         with state.lock:
-            if state.generations.get(key) == generation:
+            current = state.generations.get(key) == generation
+            if current:
                 endpoint.failure_reason = reason[:FAILURE_REASON_LIMIT]
                 endpoint.endpoint_status = fallback
                 endpoint.last_modified_time = utcnow()
+        if current:
+            announce(state, endpoint)
         return
     if deployment is not None:
         shift_traffic(
@@ -66,12 +70,15 @@ def _rollout(
         return
     old: LiveEndpoint | None = new
     with state.lock:
-        if state.generations.get(key) == generation and not state.stopping.is_set():  # not deleted meanwhile
+        swapped = state.generations.get(key) == generation and not state.stopping.is_set()
+        if swapped:  # not deleted meanwhile
             old = state.live.get(key)
             state.live[key] = new
             apply_config(endpoint, config)
             endpoint.failure_reason = None
             endpoint.endpoint_status = "InService"
+    if swapped:
+        announce(state, endpoint)
     if old is not None:
         old.stop()
 

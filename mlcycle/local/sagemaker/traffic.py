@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlcycle.local.common.values import utcnow
-from mlcycle.local.sagemaker.endpoints import EndpointsState, LiveEndpoint, apply_config, endpoint_key
+from mlcycle.local.sagemaker.endpoints import (
+    EndpointsState,
+    LiveEndpoint,
+    announce,
+    apply_config,
+    endpoint_key,
+)
 from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
 
 log = logging.getLogger(__name__)
@@ -128,6 +134,7 @@ def shift_traffic(
         apply_config(endpoint, config)
         endpoint.failure_reason = None
         endpoint.endpoint_status = "InService"
+    announce(state, endpoint)
     blue.stop()
 
 
@@ -172,9 +179,12 @@ def _roll_back(
     green = blue.green
     with state.lock:
         blue.green, blue.green_share = None, 0.0
-        if state.generations.get(key) == generation:
+        current = state.generations.get(key) == generation
+        if current:
             endpoint.failure_reason = reason[:FAILURE_REASON_LIMIT]
             endpoint.endpoint_status = fallback
             endpoint.last_modified_time = utcnow()
+    if current:
+        announce(state, endpoint)
     if green is not None:
         green.stop()

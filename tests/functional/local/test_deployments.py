@@ -3,6 +3,7 @@ and a rollback alarm, evaluated from the metrics the endpoint publishes, takes a
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from mlcycle import deployment
+from mlcycle.config import Settings
 from mlcycle.local.sagemaker import endpoints
+from mlcycle.names import ENDPOINT_STATE_CHANGE
 from tests.functional.local import conftest_sagemaker
 from tests.functional.local.conftest import unique
 from tests.functional.local.conftest_sagemaker import (
@@ -90,9 +94,9 @@ def traffic(aws_client: Client, sm_world: SageMakerWorld) -> Iterator[Any]:
 
 
 def _serving(
-    aws_client: Client, sm_world: SageMakerWorld, trained_job: TrainedJob, wait_for: Any
+    aws_client: Client, sm_world: SageMakerWorld, trained_job: TrainedJob, wait_for: Any, name: str = ""
 ) -> tuple[str, str]:
-    name = unique("guarded")
+    name = name or unique("guarded")
     first = create_endpoint_config(
         aws_client, {"AllTraffic": create_model(aws_client, trained_job.model_data)}
     )
@@ -114,12 +118,36 @@ def _model(aws_client: Client, sm_world: SageMakerWorld, code: str) -> str:
     return create_model(aws_client, f"s3://{sm_world.bucket}/{key}")
 
 
+def _state_changes(aws_client: Client) -> Any:
+    """SageMaker's endpoint state change events, caught by a rule into a queue."""
+    sqs, events = aws_client("sqs"), aws_client("events")
+    queue = sqs.create_queue(QueueName=unique("endpoint-states"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule = unique("endpoint-states")
+    pattern = {"source": ["aws.sagemaker"], "detail-type": [ENDPOINT_STATE_CHANGE]}
+    events.put_rule(Name=rule, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
+
+    def read() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        return [json.loads(m["Body"])["detail"] for m in messages.get("Messages", [])]
+
+    return read
+
+
 def test_a_canary_of_a_broken_model_is_rolled_back_by_its_alarm(
-    trained_job: TrainedJob, sm_world: SageMakerWorld, aws_client: Client, wait_for: Any, traffic: Any
+    trained_job: TrainedJob,
+    sm_world: SageMakerWorld,
+    aws_client: Client,
+    wait_for: Any,
+    traffic: Any,
+    settings: Settings,
 ) -> None:
     sagemaker = aws_client("sagemaker")
+    guarded = settings.model_copy(update={"project": "guard", "stage": unique("s").replace("-", "")[:10]})
+    states = _state_changes(aws_client)
     # GIVEN an endpoint serving a good model, under traffic, with an error-rate alarm on it
-    name, first = _serving(aws_client, sm_world, trained_job, wait_for)
+    name, first = _serving(aws_client, sm_world, trained_job, wait_for, guarded.endpoint_name)
     alarm = _error_rate_alarm(aws_client, name)
     counts = traffic(name)
     before = _predict(aws_client, name, sm_world.features[:5])["predictions"]
@@ -127,7 +155,7 @@ def test_a_canary_of_a_broken_model_is_rolled_back_by_its_alarm(
     broken = create_endpoint_config(
         aws_client, {"AllTraffic": _model(aws_client, sm_world, "failing_inference.py")}
     )
-    sagemaker.update_endpoint(
+    arn = sagemaker.update_endpoint(
         EndpointName=name,
         EndpointConfigName=broken,
         DeploymentConfig={
@@ -142,7 +170,10 @@ def test_a_canary_of_a_broken_model_is_rolled_back_by_its_alarm(
             },
             "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
         },
-    )
+    )["EndpointArn"]
+    sagemaker.add_tags(
+        ResourceArn=arn, Tags=[{"Key": deployment.REQUESTED_TAG, "Value": broken}]
+    )  # as deploy() does
     # THEN the canary's errors fire the alarm, which rolls the deployment back long before its bake ends
     endpoint = wait_for_endpoint(aws_client, wait_for, name, timeout=50)
     assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", first)
@@ -156,6 +187,14 @@ def test_a_canary_of_a_broken_model_is_rolled_back_by_its_alarm(
     assert _predict(aws_client, name, sm_world.features[:5])["predictions"] == before
     live = endpoints.endpoints_state().live
     assert all(e.green is None for e in live.values())
+    # AND SageMaker's state change says so, from which the platform concludes the rollback, naming the alarm
+    ended = wait_for(
+        lambda: [d for d in states() if d["EndpointName"] == name and d.get("FailureReason")],
+        what="the state change",
+    )
+    result = deployment.outcome(guarded, ended[-1], sagemaker=sagemaker)
+    assert result is not None and (result.outcome, result.alarm) == ("rolled_back", alarm)
+    assert deployment.outcome(guarded, ended[-1], sagemaker=sagemaker) is None  # concluded once
 
 
 def test_a_good_model_completes_a_linear_rollout(
