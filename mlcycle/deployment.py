@@ -203,7 +203,7 @@ def outcome(settings: Settings, detail: dict[str, Any], *, sagemaker: Any) -> Ou
     described = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
     serving = described["EndpointConfigName"]
     sagemaker.delete_tags(ResourceArn=arn, TagKeys=[REQUESTED_TAG])
-    package = _package_of(sagemaker, requested)
+    package = package_of(sagemaker, requested)
     if serving == requested:
         return Outcome(settings.endpoint_name, requested, package, "deployed")
     reason = str(described.get("FailureReason") or "the endpoint returned to its previous configuration")
@@ -213,7 +213,7 @@ def outcome(settings: Settings, detail: dict[str, Any], *, sagemaker: Any) -> Ou
     )
 
 
-def _package_of(sagemaker: Any, config_name: str) -> str:
+def package_of(sagemaker: Any, config_name: str) -> str:
     """The model package a config of ours serves (the tag deploy() put on its model)."""
     config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
