@@ -42,6 +42,7 @@ from mlcycle.local.common.values import utcnow
 from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
 from mlcycle.local.sagemaker.capture import CaptureBuffer, CaptureSettings
+from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
 from mlcycle.local.sagemaker.servers import ModelServer, start_server
 from mlcycle.names import ENDPOINT_STATE_CHANGE, SAGEMAKER_SOURCE
 
@@ -123,6 +124,30 @@ def announce(state: EndpointsState, endpoint: Any) -> None:
         )
     except Exception:  # the endpoint changed state all the same; a lost event is said, not raised
         log.warning("could not announce the state of endpoint %s", endpoint.endpoint_name, exc_info=True)
+
+
+def fall_back(
+    state: EndpointsState,
+    endpoint: Any,
+    reason: str,
+    *,
+    key: tuple[str, str, str],
+    generation: int,
+    fallback: str,
+    blue: LiveEndpoint | None = None,
+) -> None:
+    """End a create or update that did not happen: unless a later one superseded it, the endpoint returns
+    to ``fallback`` with ``reason`` as its FailureReason (``blue`` serves alone again), and says so."""
+    with state.lock:
+        if blue is not None:
+            blue.green, blue.green_share = None, 0.0
+        current = state.generations.get(key) == generation
+        if current:
+            endpoint.failure_reason = reason[:FAILURE_REASON_LIMIT]
+            endpoint.endpoint_status = fallback
+            endpoint.last_modified_time = utcnow()
+    if current:
+        announce(state, endpoint)
 
 
 def endpoint_key(backend: Any, name: str) -> tuple[str, str, str]:

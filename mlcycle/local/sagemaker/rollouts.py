@@ -19,9 +19,9 @@ from mlcycle.local.sagemaker.endpoints import (
     deploy_fleet,
     endpoint_key,
     endpoints_state,
+    fall_back,
     flush_capture,
 )
-from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
 from mlcycle.local.sagemaker.servers import DeployError
 from mlcycle.local.sagemaker.traffic import shift_traffic
 
@@ -47,14 +47,7 @@ def _rollout(
         reason = str(error) if isinstance(error, DeployError) else f"InternalServerError: {error}"
         if not isinstance(error, DeployError):
             log.exception("deploying endpoint %s failed", endpoint.endpoint_name)
-        with state.lock:
-            current = state.generations.get(key) == generation
-            if current:
-                endpoint.failure_reason = reason[:FAILURE_REASON_LIMIT]
-                endpoint.endpoint_status = fallback
-                endpoint.last_modified_time = utcnow()
-        if current:
-            announce(state, endpoint)
+        fall_back(state, endpoint, reason, key=key, generation=generation, fallback=fallback)
         return
     if deployment is not None:
         shift_traffic(

@@ -21,15 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlcycle.local.common.values import utcnow
 from mlcycle.local.sagemaker.endpoints import (
     EndpointsState,
     LiveEndpoint,
     announce,
     apply_config,
     endpoint_key,
+    fall_back,
 )
-from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -177,14 +176,6 @@ def _roll_back(
 ) -> None:
     log.warning("%s: %s", endpoint.endpoint_name, reason)
     green = blue.green
-    with state.lock:
-        blue.green, blue.green_share = None, 0.0
-        current = state.generations.get(key) == generation
-        if current:
-            endpoint.failure_reason = reason[:FAILURE_REASON_LIMIT]
-            endpoint.endpoint_status = fallback
-            endpoint.last_modified_time = utcnow()
-    if current:
-        announce(state, endpoint)
+    fall_back(state, endpoint, reason, key=key, generation=generation, fallback=fallback, blue=blue)
     if green is not None:
         green.stop()
