@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from mlcycle.config import DeploymentPolicy, Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.literals import ProductionVariantInstanceTypeType
+    from mypy_boto3_sagemaker.type_defs import (
+        DeploymentConfigTypeDef,
+        DescribeEndpointOutputTypeDef,
+        ProductionVariantTypeDef,
+        TagTypeDef,
+    )
 
 VARIANT = "AllTraffic"
 PREVIOUS_CONFIG_TAG = "mlcycle:previous-config"
@@ -82,7 +92,7 @@ def _exists(call: Any, **kwargs: Any) -> bool:
     return True
 
 
-def _ensure_model(sagemaker: Any, name: str, package: dict[str, Any], role_arn: str) -> None:
+def _ensure_model(sagemaker: SageMakerClient, name: str, package: Mapping[str, Any], role_arn: str) -> None:
     if _exists(sagemaker.describe_model, ModelName=name):
         return
     container = package["InferenceSpecification"]["Containers"][0]
@@ -99,23 +109,29 @@ def _ensure_model(sagemaker: Any, name: str, package: dict[str, Any], role_arn: 
 
 
 def _ensure_endpoint_config(
-    sagemaker: Any, name: str, model: str, settings: Settings, *, capture_uri: str, previous: str | None
+    sagemaker: SageMakerClient,
+    name: str,
+    model: str,
+    settings: Settings,
+    *,
+    capture_uri: str,
+    previous: str | None,
 ) -> None:
     if _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
         return
-    tags = [{"Key": PREVIOUS_CONFIG_TAG, "Value": previous}] if previous else []
+    tags: list[TagTypeDef] = [{"Key": PREVIOUS_CONFIG_TAG, "Value": previous}] if previous else []
+    variant: ProductionVariantTypeDef = {
+        "VariantName": VARIANT,
+        "ModelName": model,
+        "InitialInstanceCount": settings.instances.endpoint_initial_count,
+        # The settings take any instance type name; SageMaker validates it.
+        "InstanceType": cast("ProductionVariantInstanceTypeType", settings.instances.endpoint),
+        "InitialVariantWeight": 1.0,
+    }
     sagemaker.create_endpoint_config(
         EndpointConfigName=name,
         Tags=tags,
-        ProductionVariants=[
-            {
-                "VariantName": VARIANT,
-                "ModelName": model,
-                "InitialInstanceCount": settings.instances.endpoint_initial_count,
-                "InstanceType": settings.instances.endpoint,
-                "InitialVariantWeight": 1.0,
-            }
-        ],
+        ProductionVariants=[variant],
         DataCaptureConfig={
             "EnableCapture": settings.capture_percentage > 0,
             "InitialSamplingPercentage": max(settings.capture_percentage, 1),
@@ -129,9 +145,9 @@ def _ensure_endpoint_config(
     )
 
 
-def _current(sagemaker: Any, endpoint: str) -> dict[str, Any] | None:
+def _current(sagemaker: SageMakerClient, endpoint: str) -> DescribeEndpointOutputTypeDef | None:
     try:
-        described: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=endpoint)
+        described = sagemaker.describe_endpoint(EndpointName=endpoint)
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
             raise
@@ -143,7 +159,7 @@ def deploy(
     settings: Settings,
     package_arn: str,
     *,
-    sagemaker: Any,
+    sagemaker: SageMakerClient,
     role_arn: str,
     capture_uri: str,
     rollback_alarms: Sequence[str] = (),
@@ -169,7 +185,9 @@ def deploy(
         arn = sagemaker.update_endpoint(
             EndpointName=endpoint,
             EndpointConfigName=config,
-            DeploymentConfig=deployment_config(settings.serving.deployment, rollback_alarms),
+            DeploymentConfig=cast(
+                "DeploymentConfigTypeDef", deployment_config(settings.serving.deployment, rollback_alarms)
+            ),
         )["EndpointArn"]
         action = "updated"
     sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": REQUESTED_TAG, "Value": config}])
@@ -189,7 +207,7 @@ class Outcome:
     alarm: str = ""
 
 
-def outcome(settings: Settings, detail: dict[str, Any], *, sagemaker: Any) -> Outcome | None:
+def outcome(settings: Settings, detail: dict[str, Any], *, sagemaker: SageMakerClient) -> Outcome | None:
     """The end of the deployment an endpoint state change concludes, or None (not ours, not ended, or
     already concluded). Concluding it clears the endpoint's requested-config tag, so a redelivered
     event concludes nothing twice."""
@@ -213,7 +231,7 @@ def outcome(settings: Settings, detail: dict[str, Any], *, sagemaker: Any) -> Ou
     )
 
 
-def package_of(sagemaker: Any, config_name: str) -> str:
+def package_of(sagemaker: SageMakerClient, config_name: str) -> str:
     """The model package a config of ours serves (the tag deploy() put on its model)."""
     config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
@@ -221,7 +239,7 @@ def package_of(sagemaker: Any, config_name: str) -> str:
     return str(tags.get(PACKAGE_TAG, ""))
 
 
-def rollback(settings: Settings, *, sagemaker: Any) -> Deployment:
+def rollback(settings: Settings, *, sagemaker: SageMakerClient) -> Deployment:
     """Return the endpoint to the model it served before the current one, all at once (by hand)."""
     current = _current(sagemaker, settings.endpoint_name)
     if current is None:

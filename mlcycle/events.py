@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcycle.names import EVENT_SOURCE, EventType
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
 
 
 class EventPublishError(RuntimeError):
     pass
 
 
-def publish(events: Any, bus: str, detail_type: EventType, detail: dict[str, Any]) -> None:
+def publish(events: EventBridgeClient, bus: str, detail_type: EventType, detail: dict[str, Any]) -> None:
     """Put one event; a rejected entry raises, since a lost event breaks the cycle silently."""
     response = events.put_events(
         Entries=[

@@ -26,7 +26,11 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import WriteRequestOutputTypeDef, WriteRequestTypeDef
 
 # Artifact types.
 UPLOAD = "upload"
@@ -108,7 +112,7 @@ class LineageNode:
 class LineageStore:
     """Records and reads lineage in one DynamoDB table. Pass the client (moto in tests)."""
 
-    def __init__(self, table_name: str, *, client: Any | None = None) -> None:
+    def __init__(self, table_name: str, *, client: DynamoDBClient | None = None) -> None:
         if client is None:
             from mlcycle import aws
 
@@ -134,7 +138,7 @@ class LineageStore:
 
     def _write(self, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), _BATCH):
-            pending: list[dict[str, Any]] = [
+            pending: Sequence[WriteRequestTypeDef | WriteRequestOutputTypeDef] = [
                 {"PutRequest": {"Item": i}} for i in items[start : start + _BATCH]
             ]
             while pending:  # DynamoDB may hand back part of a batch under throttling

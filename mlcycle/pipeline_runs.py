@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from mlcycle import registry
 from mlcycle.config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
 
 RUNS_PREFIX = "runs/"
 FAILURES_PREFIX = "failures/"
@@ -80,8 +84,8 @@ def start_run(
     execution_name: str,
     dataset: str | None,
     poll_seconds: int,
-    s3: Any,
-    sagemaker: Any,
+    s3: S3Client,
+    sagemaker: SageMakerClient,
     artifacts_bucket: str,
 ) -> dict[str, Any]:
     """Validate, find the champion, write the run document; returns what later states need."""
@@ -116,7 +120,7 @@ class Failure(BaseModel):
     state: dict[str, Any] = {}
 
 
-def write_failure_report(s3: Any, bucket: str, failure: Failure) -> str:
+def write_failure_report(s3: S3Client, bucket: str, failure: Failure) -> str:
     """Write the report of one failed run; returns its URI. A JSON cause (Lambda errors) is parsed."""
     try:
         cause: Any = json.loads(failure.cause)

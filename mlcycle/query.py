@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from mlcycle.features.engines import AthenaEngine, DuckDBEngine, s3_filesystem
+
+if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_s3 import S3Client
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class CatalogTable:
     partition_keys: tuple[str, ...]
 
 
-def catalog_tables(glue: Any, database: str) -> list[CatalogTable]:
+def catalog_tables(glue: GlueClient, database: str) -> list[CatalogTable]:
     paginator = glue.get_paginator("get_tables")
     return [
         CatalogTable(
@@ -41,7 +46,7 @@ def referenced(sql: str, tables: list[CatalogTable]) -> list[CatalogTable]:
     return [t for t in tables if re.search(rf"\b{re.escape(t.name)}\b", sql, flags=re.IGNORECASE)]
 
 
-def read_table(s3: Any, table: CatalogTable) -> pa.Table:
+def read_table(s3: S3Client, table: CatalogTable) -> pa.Table:
     import pyarrow.dataset as ds
 
     path = table.location.removeprefix("s3://").rstrip("/")
@@ -54,7 +59,7 @@ def read_table(s3: Any, table: CatalogTable) -> pa.Table:
     return dataset.to_table()
 
 
-def run_duckdb(sql: str, *, glue: Any, s3: Any, database: str) -> pa.Table:
+def run_duckdb(sql: str, *, glue: GlueClient, s3: S3Client, database: str) -> pa.Table:
     tables = referenced(sql, catalog_tables(glue, database))
     if not tables:
         known = ", ".join(t.name for t in catalog_tables(glue, database)) or "none"
@@ -62,6 +67,6 @@ def run_duckdb(sql: str, *, glue: Any, s3: Any, database: str) -> pa.Table:
     return DuckDBEngine().run(sql, {t.name: read_table(s3, t) for t in tables})
 
 
-def run_athena(sql: str, *, athena: Any, workgroup: str, database: str) -> pa.Table:
+def run_athena(sql: str, *, athena: AthenaClient, workgroup: str, database: str) -> pa.Table:
     rows = AthenaEngine(athena, workgroup, database).run(sql)
     return pa.Table.from_pylist(rows)

@@ -18,15 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
 
-APPROVED = "Approved"
-PENDING = "PendingManualApproval"
-REJECTED = "Rejected"
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.literals import ModelApprovalStatusType
+    from mypy_boto3_sagemaker.type_defs import InferenceSpecificationTypeDef
+
+APPROVED: Final = "Approved"
+PENDING: Final = "PendingManualApproval"
+REJECTED: Final = "Rejected"
 METRIC_PREFIX = "metric:"
 
 
@@ -70,13 +77,13 @@ class Registration:
     champion_value: float | None
 
 
-def read_json(s3: Any, uri: str) -> dict[str, Any]:
+def read_json(s3: S3Client, uri: str) -> dict[str, Any]:
     bucket, key = split_s3_uri(uri)
     loaded: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     return loaded
 
 
-def check_evaluation(s3: Any, evaluation_prefix: str) -> dict[str, Any]:
+def check_evaluation(s3: S3Client, evaluation_prefix: str) -> dict[str, Any]:
     """The tests gate: what the evaluation job's report says, in a form a Choice state can branch on."""
     evaluation = read_json(s3, f"{evaluation_prefix.rstrip('/')}/{EVALUATION_FILE}")
     report = evaluation["model_tests"]
@@ -89,7 +96,9 @@ def check_evaluation(s3: Any, evaluation_prefix: str) -> dict[str, Any]:
     }
 
 
-def read_training_job(sagemaker: Any, s3: Any, job_name: str, evaluation_prefix: str) -> TrainingJobResult:
+def read_training_job(
+    sagemaker: SageMakerClient, s3: S3Client, job_name: str, evaluation_prefix: str
+) -> TrainingJobResult:
     """A completed job's model artifact, and what its evaluation job wrote under ``evaluation_prefix``."""
     job = sagemaker.describe_training_job(TrainingJobName=job_name)
     if job["TrainingJobStatus"] != "Completed":
@@ -114,7 +123,7 @@ def _higher_is_better(metric: str) -> bool:
     return metric not in ("rmse", "mae", "log_loss")
 
 
-def champion(sagemaker: Any, group: str) -> dict[str, Any] | None:
+def champion(sagemaker: SageMakerClient, group: str) -> dict[str, Any] | None:
     """The newest Approved package of the group, described, or None."""
     listed = sagemaker.list_model_packages(
         ModelPackageGroupName=group,
@@ -124,13 +133,13 @@ def champion(sagemaker: Any, group: str) -> dict[str, Any] | None:
     )["ModelPackageSummaryList"]
     if not listed:
         return None
-    described: dict[str, Any] = sagemaker.describe_model_package(
+    described: Mapping[str, Any] = sagemaker.describe_model_package(
         ModelPackageName=listed[0]["ModelPackageArn"]
     )
-    return described
+    return dict(described)
 
 
-def champion_summary(sagemaker: Any, group: str) -> dict[str, Any] | None:
+def champion_summary(sagemaker: SageMakerClient, group: str) -> dict[str, Any] | None:
     """The champion's version, ARN and metrics (what a challenger is compared with), or None."""
     current = champion(sagemaker, group)
     if current is None:
@@ -148,7 +157,9 @@ def _metrics(metadata: dict[str, str]) -> dict[str, float]:
     }
 
 
-def decide_approval(settings: Settings, value: float, champion_value: float | None) -> str:
+def decide_approval(
+    settings: Settings, value: float, champion_value: float | None
+) -> ModelApprovalStatusType:
     """Auto-approve a first model that passes the gate, or a challenger beating the champion by the margin."""
     if not settings.thresholds.auto_approve:
         return PENDING
@@ -179,7 +190,7 @@ def register(
     result: TrainingJobResult,
     lineage: dict[str, str],
     *,
-    sagemaker: Any,
+    sagemaker: SageMakerClient,
 ) -> Registration:
     """Gate, tests, champion comparison, then one ``CreateModelPackage`` with everything attached."""
     value = quality_gate(settings, result.metrics)
@@ -195,7 +206,9 @@ def register(
         ModelPackageDescription=f"{settings.problem.model.family} trained by {result.job_name}",
         # Same job -> same token: a retried step cannot register the model twice.
         ClientToken=hashlib.sha256(result.job_name.encode()).hexdigest()[:36],
-        InferenceSpecification=_inference_specification(settings, result),
+        InferenceSpecification=cast(
+            "InferenceSpecificationTypeDef", _inference_specification(settings, result)
+        ),
         **_reports(result),
         CustomerMetadataProperties=package_metadata(result, lineage),
         ModelApprovalStatus=status,
@@ -271,7 +284,7 @@ class Version:
     reports: dict[str, str] = field(default_factory=dict)
 
 
-def _version(described: dict[str, Any]) -> Version:
+def _version(described: Mapping[str, Any]) -> Version:
     metadata: dict[str, str] = described.get("CustomerMetadataProperties", {})
     containers = described.get("InferenceSpecification", {}).get("Containers", [{}])
     return Version(
@@ -300,7 +313,7 @@ def _report_uris(model_metrics: dict[str, Any]) -> dict[str, str]:
     return {name: uri for name, uri in found.items() if uri}
 
 
-def versions(sagemaker: Any, group: str) -> list[Version]:
+def versions(sagemaker: SageMakerClient, group: str) -> list[Version]:
     """Every version of the group, newest first."""
     paginator = sagemaker.get_paginator("list_model_packages")
     arns = [
@@ -314,7 +327,7 @@ def versions(sagemaker: Any, group: str) -> list[Version]:
     return sorted(found, key=lambda v: v.version, reverse=True)
 
 
-def get_version(sagemaker: Any, group: str, ref: str) -> Version:
+def get_version(sagemaker: SageMakerClient, group: str, ref: str) -> Version:
     """A version by number (``3``), ``champion``, or ARN."""
     if ref == "champion":
         current = champion(sagemaker, group)
@@ -332,7 +345,9 @@ def get_version(sagemaker: Any, group: str, ref: str) -> Version:
     return _version(sagemaker.describe_model_package(ModelPackageName=arn))
 
 
-def set_approval(sagemaker: Any, group: str, ref: str, status: str, reason: str) -> Version:
+def set_approval(
+    sagemaker: SageMakerClient, group: str, ref: str, status: ModelApprovalStatusType, reason: str
+) -> Version:
     """Approve or reject a version; approving emits AWS's state-change event, which deploys it."""
     if status not in (APPROVED, REJECTED):
         raise ValueError(f"status must be {APPROVED} or {REJECTED}")
@@ -357,7 +372,9 @@ def compare(a: Version, b: Version) -> list[tuple[str, float | None, float | Non
 DEPLOYMENT_PROPERTY = "deployment"
 
 
-def record_deployment_outcome(sagemaker: Any, package_arn: str, outcome: str, reason: str = "") -> None:
+def record_deployment_outcome(
+    sagemaker: SageMakerClient, package_arn: str, outcome: str, reason: str = ""
+) -> None:
     """Write a deployment's outcome on the model package (its other metadata is kept)."""
     described = sagemaker.describe_model_package(ModelPackageName=package_arn)
     metadata = dict(described.get("CustomerMetadataProperties", {}))

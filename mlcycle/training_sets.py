@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -26,6 +26,10 @@ from mlcycle import lineage as lin
 from mlcycle.config import FeatureViewSpec, ProblemConfig
 from mlcycle.data.manifests import manifest_key, upload_id_of
 from mlcycle.features.store import FeatureStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectTypeDef
 
 #: Above this fraction of entity rows without a value from some view, the build refuses (the offline
 #: store lacks the data: ingestion has not run or is behind); below it those rows are left out.
@@ -47,12 +51,12 @@ class TrainingSet:
     test_rows: int
 
 
-def _list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+def _list_objects(s3: S3Client, bucket: str, prefix: str) -> list[ObjectTypeDef]:
     paginator = s3.get_paginator("list_objects_v2")
     return [o for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
 
 
-def _read_curated(s3: Any, bucket: str, dataset: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def _read_curated(s3: S3Client, bucket: str, dataset: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     sources, frames = [], []
     for obj in _list_objects(s3, bucket, f"curated/{dataset}/"):
         if not obj["Key"].endswith(".parquet"):
@@ -119,7 +123,7 @@ def split(frame: pd.DataFrame, problem: ProblemConfig) -> tuple[pd.DataFrame, pd
 def build_training_set(
     problem: ProblemConfig,
     *,
-    s3: Any,
+    s3: S3Client,
     curated_bucket: str,
     artifacts_bucket: str,
     training_set_id: str,
@@ -221,7 +225,7 @@ def _point_in_time(
 
 
 def _dataset_versions(
-    s3: Any, bucket: str, dataset: str, sources: list[dict[str, Any]]
+    s3: S3Client, bucket: str, dataset: str, sources: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The upload manifest (and its S3 version) of every curated object read: the data's versions."""
     versions = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Literal
 
 from mlcycle.config import Settings
 
@@ -58,7 +58,9 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle import registry
     from mlcycle.application.connect import connect
 
-    status = registry.APPROVED if args.action == "approve" else registry.REJECTED
+    status: Literal["Approved", "Rejected"] = (
+        registry.APPROVED if args.action == "approve" else registry.REJECTED
+    )
     sagemaker = connect(settings).client("sagemaker")
     v = registry.set_approval(sagemaker, settings.model_package_group, args.version, status, args.reason)
     print(f"version {v.version} is now {v.approval_status}")

@@ -6,9 +6,13 @@ table) and the prepare step (which registers partitions) use these functions, so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlcycle.config import ColumnType, DatasetContract
+
+if TYPE_CHECKING:
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_glue.type_defs import ColumnTypeDef, StorageDescriptorTypeDef
 
 PARTITION_KEY = "ingest_date"
 GLUE_TYPES: dict[ColumnType, str] = {
@@ -36,11 +40,11 @@ def curated_key(dataset: str, ingest_date: str, name: str) -> str:
     return f"{curated_prefix(dataset)}{PARTITION_KEY}={ingest_date}/{name}"
 
 
-def columns(contract: DatasetContract) -> list[dict[str, str]]:
+def columns(contract: DatasetContract) -> list[ColumnTypeDef]:
     return [{"Name": c.name, "Type": GLUE_TYPES[c.type]} for c in contract.columns]
 
 
-def storage_descriptor(contract: DatasetContract, location: str) -> dict[str, Any]:
+def storage_descriptor(contract: DatasetContract, location: str) -> StorageDescriptorTypeDef:
     """Glue's StorageDescriptor (API shape) of curated Parquet at ``location``."""
     return {
         "Columns": columns(contract),
@@ -56,7 +60,7 @@ class CatalogError(RuntimeError):
 
 
 def register_partition(
-    glue: Any, database: str, contract: DatasetContract, bucket: str, ingest_date: str
+    glue: GlueClient, database: str, contract: DatasetContract, bucket: str, ingest_date: str
 ) -> bool:
     """Add the ``ingest_date`` partition of a dataset's table; ``False`` when it already existed."""
     location = f"s3://{bucket}/{curated_prefix(contract.name)}{PARTITION_KEY}={ingest_date}/"

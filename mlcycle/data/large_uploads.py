@@ -20,7 +20,7 @@ import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -46,13 +46,17 @@ from mlcycle.data.prepare import (
 )
 from mlcycle.data.readers import GZIP_MAGIC, JSON_SUFFIXES, PARQUET_MAGIC, read_chunks
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_stepfunctions import SFNClient
+
 STAGING_PREFIX = "staging/large-uploads/"
 #: Rows a chunk holds (about 100 MB of the example's CSV): enough work to be worth a function run.
 CHUNK_ROWS = 1_000_000
 _BLOCK = 8 << 20
 
 
-def start(sfn: Any, state_machine_arn: str, upload: Upload) -> dict[str, Any]:
+def start(sfn: SFNClient, state_machine_arn: str, upload: Upload) -> dict[str, Any]:
     """Start the state machine for an upload; named after the upload, so a repeat starts nothing new."""
     request = {"upload": _upload_dict(upload)}
     try:
@@ -68,7 +72,7 @@ def _upload_dict(upload: Upload) -> dict[str, Any]:
     return {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id}
 
 
-def _version(upload: Upload) -> dict[str, str]:
+def _version(upload: Upload) -> dict[str, Any]:
     return {"VersionId": upload.version_id} if upload.version_id else {}
 
 
@@ -80,7 +84,7 @@ def staging_prefix(upload_id: str) -> str:
 
 
 def plan(
-    request: dict[str, Any], *, s3: Any, curated_bucket: str, chunk_rows: int | None = None
+    request: dict[str, Any], *, s3: S3Client, curated_bucket: str, chunk_rows: int | None = None
 ) -> dict[str, Any]:
     """Stream the object once, write the chunk list to S3, return what every chunk needs to know."""
     upload = Upload(**request["upload"])
@@ -113,7 +117,7 @@ def plan(
 
 
 def _line_ranges(
-    s3: Any, upload: Upload, chunk_rows: int, *, has_header: bool
+    s3: S3Client, upload: Upload, chunk_rows: int, *, has_header: bool
 ) -> tuple[str, list[dict[str, Any]]]:
     """Byte ranges of ``chunk_rows`` lines each, found by counting line ends in one streamed read."""
     body = s3.get_object(Bucket=upload.bucket, Key=upload.key, **_version(upload))["Body"]
@@ -154,7 +158,7 @@ class _RangeFile(io.RawIOBase):
     """A seekable, read-only view of an S3 object by ranged GETs: pyarrow reads a Parquet footer and
     the row groups it is asked for, never the whole object."""
 
-    def __init__(self, s3: Any, upload: Upload, size: int) -> None:
+    def __init__(self, s3: S3Client, upload: Upload, size: int) -> None:
         self._s3, self._upload, self._size, self._pos = s3, upload, size, 0
 
     def readable(self) -> bool:
@@ -185,11 +189,11 @@ class _RangeFile(io.RawIOBase):
         return len(chunk)
 
 
-def _parquet(s3: Any, upload: Upload, size: int) -> pq.ParquetFile:
+def _parquet(s3: S3Client, upload: Upload, size: int) -> pq.ParquetFile:
     return pq.ParquetFile(io.BufferedReader(_RangeFile(s3, upload, size), buffer_size=1 << 20))
 
 
-def _row_groups(s3: Any, upload: Upload, size: int) -> list[dict[str, Any]]:
+def _row_groups(s3: S3Client, upload: Upload, size: int) -> list[dict[str, Any]]:
     meta = _parquet(s3, upload, size).metadata
     items, first = [], 0
     for group in range(meta.num_row_groups):
@@ -202,7 +206,12 @@ def _row_groups(s3: Any, upload: Upload, size: int) -> list[dict[str, Any]]:
 
 
 def process_chunk(
-    request: dict[str, Any], settings: Settings, *, s3: Any, curated_bucket: str, batch_rows: int = 100_000
+    request: dict[str, Any],
+    settings: Settings,
+    *,
+    s3: S3Client,
+    curated_bucket: str,
+    batch_rows: int = 100_000,
 ) -> dict[str, Any]:
     """Check one chunk into a curated part and a quarantine part; stage its findings for ``finish``."""
     upload, item = Upload(**request["upload"]), request["item"]
@@ -233,7 +242,7 @@ def _now(request: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(request["now"])
 
 
-def _chunk_source(request: dict[str, Any], s3: Any, work: Path) -> Path:
+def _chunk_source(request: dict[str, Any], s3: S3Client, work: Path) -> Path:
     """The chunk's bytes on local disk: a range of a text upload (with the CSV header), or the gzip."""
     upload, item, fmt = Upload(**request["upload"]), request["item"], request["format"]
     target = work / "chunk"
@@ -252,7 +261,7 @@ def _chunk_source(request: dict[str, Any], s3: Any, work: Path) -> Path:
 
 
 def _frames(
-    request: dict[str, Any], source: Path, contract: DatasetContract, s3: Any, batch_rows: int
+    request: dict[str, Any], source: Path, contract: DatasetContract, s3: S3Client, batch_rows: int
 ) -> Any:
     upload, item, fmt = Upload(**request["upload"]), request["item"], request["format"]
     columns = [c.name for c in contract.columns]
@@ -267,7 +276,14 @@ def _frames(
 
 
 def _write_parts(
-    upload: Upload, contract: DatasetContract, chunk: int, sinks: _Sinks, *, date: str, s3: Any, bucket: str
+    upload: Upload,
+    contract: DatasetContract,
+    chunk: int,
+    sinks: _Sinks,
+    *,
+    date: str,
+    s3: S3Client,
+    bucket: str,
 ) -> dict[str, Any]:
     objects, content_hash = [], None
     if sinks.curated_rows:
@@ -280,7 +296,7 @@ def _write_parts(
 
 
 def _unreadable_chunk(
-    upload: Upload, chunk: int, source: Path, *, s3: Any, bucket: str, reason: str
+    upload: Upload, chunk: int, source: Path, *, s3: S3Client, bucket: str, reason: str
 ) -> dict[str, Any]:
     from mlcycle.data.readers import count_records
 
@@ -309,7 +325,7 @@ def finish(
     request: dict[str, Any],
     settings: Settings,
     *,
-    s3: Any,
+    s3: S3Client,
     curated_bucket: str,
     recorders: Recorders | None = None,
 ) -> PrepareResult:
@@ -337,7 +353,7 @@ def finish(
     return conclude(outcome, s3=s3, bucket=curated_bucket, now=_now(request), recorders=recorders)
 
 
-def _chunk_summaries(s3: Any, bucket: str, upload_id: str) -> list[dict[str, Any]]:
+def _chunk_summaries(s3: S3Client, bucket: str, upload_id: str) -> list[dict[str, Any]]:
     paginator = s3.get_paginator("list_objects_v2")
     prefix = staging_prefix(upload_id) + "chunks/"
     keys = sorted(
@@ -359,7 +375,7 @@ def _cross_chunk_duplicates(
     objects: list[CuratedObject],
     findings: Findings,
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
 ) -> None:
     """A key curated by an earlier chunk makes the later rows duplicates: move them to quarantine.
@@ -388,7 +404,7 @@ def _move_duplicates(
     dup: Any,
     *,
     findings: Findings,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
 ) -> CuratedObject:
     frame = pd.read_parquet(io.BytesIO(body))

@@ -11,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcycle.config import DatasetContract
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectTypeDef
 
 MANIFEST_PREFIX = "manifests/"
 
@@ -70,7 +74,7 @@ def schema_hash(contract: DatasetContract) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_manifest(s3: Any, bucket: str, manifest: DatasetManifest) -> str | None:
+def write_manifest(s3: S3Client, bucket: str, manifest: DatasetManifest) -> str | None:
     """Put the manifest; returns its S3 version id."""
     answer = s3.put_object(
         Bucket=bucket, Key=manifest.key, Body=manifest.to_json().encode(), ContentType="application/json"
@@ -79,12 +83,12 @@ def write_manifest(s3: Any, bucket: str, manifest: DatasetManifest) -> str | Non
     return version
 
 
-def read_manifest(s3: Any, bucket: str, key: str, version_id: str | None = None) -> DatasetManifest:
-    extra = {"VersionId": version_id} if version_id else {}
+def read_manifest(s3: S3Client, bucket: str, key: str, version_id: str | None = None) -> DatasetManifest:
+    extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
     return DatasetManifest.from_json(s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read())
 
 
-def manifest_keys(s3: Any, bucket: str, dataset: str | None = None) -> list[dict[str, Any]]:
+def manifest_keys(s3: S3Client, bucket: str, dataset: str | None = None) -> list[ObjectTypeDef]:
     """Listed manifest objects (Key, LastModified, ...), oldest first."""
     prefix = MANIFEST_PREFIX + (f"{dataset}/" if dataset else "")
     paginator = s3.get_paginator("list_objects_v2")
@@ -94,7 +98,7 @@ def manifest_keys(s3: Any, bucket: str, dataset: str | None = None) -> list[dict
     )
 
 
-def find_manifest(s3: Any, bucket: str, upload_id: str) -> DatasetManifest | None:
+def find_manifest(s3: S3Client, bucket: str, upload_id: str) -> DatasetManifest | None:
     """The manifest of an upload whatever its dataset (the id is unique across datasets)."""
     for obj in manifest_keys(s3, bucket):
         if obj["Key"].endswith(f"/{upload_id}.json"):

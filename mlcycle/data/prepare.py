@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -34,6 +34,10 @@ from mlcycle.data.contracts import ContractError, KeyIndex, Violation, check
 from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
 from mlcycle.data.readers import count_records, detect, read_chunks
 from mlcycle.names import EventType
+
+if TYPE_CHECKING:
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_s3 import S3Client
 
 UPLOAD_PREFIX = "uploads/"
 MAX_REPORTED_VIOLATIONS = 1000
@@ -146,7 +150,7 @@ class Outcome:
 class Recorders:
     """Where an upload is catalogued besides S3; each is optional (a unit test may want none)."""
 
-    glue: Any | None = None
+    glue: GlueClient | None = None
     glue_database: str = ""
     lineage: lin.LineageStore | None = None
 
@@ -265,7 +269,7 @@ def prepare_upload(
     upload: Upload,
     settings: Settings,
     *,
-    s3: Any,
+    s3: S3Client,
     curated_bucket: str,
     now: datetime | None = None,
     chunk_rows: int = 100_000,
@@ -276,7 +280,7 @@ def prepare_upload(
     with tempfile.TemporaryDirectory(prefix="mlcycle-prepare-") as tmp:
         work = Path(tmp)
         source = work / "source"
-        extra = {"VersionId": upload.version_id} if upload.version_id else {}
+        extra: dict[str, Any] = {"VersionId": upload.version_id} if upload.version_id else {}
         meta = s3.head_object(Bucket=upload.bucket, Key=upload.key, **extra)
         s3.download_file(upload.bucket, upload.key, str(source), ExtraArgs=extra or None)
         source_meta = {"etag": meta["ETag"].strip('"'), "size": meta["ContentLength"]}
@@ -316,7 +320,7 @@ def quarantine_whole(
     upload: Upload,
     source: Path,
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     reason: str,
     settings: Settings,
@@ -346,7 +350,7 @@ def _publish(
     fmt: str,
     sinks: _Sinks,
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     now: datetime,
     source_meta: dict[str, Any],
@@ -363,7 +367,7 @@ def _publish(
     return outcome
 
 
-def put_curated(s3: Any, bucket: str, key: str, path: Path, rows: int) -> CuratedObject:
+def put_curated(s3: S3Client, bucket: str, key: str, path: Path, rows: int) -> CuratedObject:
     """Upload one curated Parquet object and name the S3 version it became."""
     s3.upload_file(str(path), bucket, key)
     head = s3.head_object(Bucket=bucket, Key=key)
@@ -380,7 +384,7 @@ def file_hash(path: Path) -> str:
 
 
 def conclude(
-    outcome: Outcome, *, s3: Any, bucket: str, now: datetime, recorders: Recorders = Recorders()
+    outcome: Outcome, *, s3: S3Client, bucket: str, now: datetime, recorders: Recorders = Recorders()
 ) -> PrepareResult:
     """After the rows are written: report, manifest, Glue partitions and lineage; the result."""
     upload, findings = outcome.upload, outcome.findings

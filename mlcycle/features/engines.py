@@ -12,21 +12,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_s3 import S3Client
 
 
 class QueryFailedError(RuntimeError):
     """The query engine reported a failure; the message carries its reason."""
 
 
-def s3_filesystem(s3: Any) -> pafs.S3FileSystem:
+def s3_filesystem(s3: S3Client) -> pafs.S3FileSystem:
     """An Arrow S3 filesystem with the boto3 client's region, credentials and (custom) endpoint."""
     meta = s3.meta
-    credentials = s3._request_signer._credentials  # botocore keeps the resolved credentials only here
+    # botocore keeps the resolved credentials only on its request signer, which the stubs do not declare.
+    credentials = s3._request_signer._credentials  # type: ignore[attr-defined]
     frozen = credentials.get_frozen_credentials() if credentials is not None else None
     kwargs: dict[str, Any] = {"region": meta.region_name or "us-east-1"}
     if frozen is not None:
@@ -71,7 +76,7 @@ class DuckDBEngine:
 class AthenaEngine:
     """start_query_execution, poll, then page through the results (rows as strings, header first)."""
 
-    athena: Any
+    athena: AthenaClient
     workgroup: str
     database: str
     poll_seconds: float = 0.5

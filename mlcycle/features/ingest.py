@@ -13,7 +13,7 @@ import io
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +22,9 @@ import pyarrow.parquet as pq
 from mlcycle.aws import split_s3_uri
 from mlcycle.features.offline import prepare_rows
 from mlcycle.features.store import FeatureStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 @dataclass
@@ -74,7 +77,7 @@ def ingest_rows(
 
 
 def ingest_curated(
-    store: FeatureStore, dataset: str, curated_uri: str, *, s3: Any, ingested_at: datetime | None = None
+    store: FeatureStore, dataset: str, curated_uri: str, *, s3: S3Client, ingested_at: datetime | None = None
 ) -> IngestResult:
     """One curated object (a ``DatasetValidated`` event's ``curated_uri``) -> the dataset's views."""
     bucket, key = split_s3_uri(curated_uri)
@@ -85,7 +88,12 @@ def ingest_curated(
 
 
 def ingest_dataset(
-    store: FeatureStore, dataset: str, *, s3: Any, curated_bucket: str, ingested_at: datetime | None = None
+    store: FeatureStore,
+    dataset: str,
+    *,
+    s3: S3Client,
+    curated_bucket: str,
+    ingested_at: datetime | None = None,
 ) -> list[IngestResult]:
     """Every curated object of ``dataset`` (a backfill; re-running it changes nothing)."""
     paginator = s3.get_paginator("list_objects_v2")

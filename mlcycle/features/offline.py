@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +30,11 @@ from mlcycle.features import snapshots
 from mlcycle.features.engines import s3_filesystem
 from mlcycle.features.snapshots import Snapshot
 from mlcycle.features.sql import INGESTED_AT, PARTITION_COLUMN
+
+if TYPE_CHECKING:
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_glue.type_defs import ColumnTypeDef, PartitionInputTypeDef, TableInputTypeDef
+    from mypy_boto3_s3 import S3Client
 
 ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     "string": pa.string(),
@@ -53,12 +58,12 @@ def arrow_schema(spec: FeatureViewSpec, contract: DatasetContract) -> pa.Schema:
     return pa.schema([pa.field(n, ARROW_TYPES[t]) for n, t in view_columns(spec, contract)])
 
 
-def glue_columns(spec: FeatureViewSpec, contract: DatasetContract) -> list[dict[str, str]]:
+def glue_columns(spec: FeatureViewSpec, contract: DatasetContract) -> list[ColumnTypeDef]:
     """The Glue table's columns (the CDK construct and the Glue adapter both use this)."""
     return [{"Name": n, "Type": GLUE_TYPES[t]} for n, t in view_columns(spec, contract)]
 
 
-def glue_table_input(spec: FeatureViewSpec, contract: DatasetContract, location: str) -> dict[str, Any]:
+def glue_table_input(spec: FeatureViewSpec, contract: DatasetContract, location: str) -> TableInputTypeDef:
     """A ``TableInput`` for the Glue API: Parquet under ``location``, partitioned by event date."""
     return {
         "Name": spec.name,
@@ -84,7 +89,7 @@ class S3Objects:
     (parallel, what the DuckDB runner uses) or, with ``reader="boto3"``, through the client itself (for
     moto in-process, which Arrow's own S3 client cannot reach)."""
 
-    def __init__(self, s3: Any, bucket: str, *, reader: Literal["arrow", "boto3"] = "arrow") -> None:
+    def __init__(self, s3: S3Client, bucket: str, *, reader: Literal["arrow", "boto3"] = "arrow") -> None:
         self.s3, self.bucket, self.reader = s3, bucket, reader
 
     def uri(self, key: str) -> str:
@@ -202,7 +207,9 @@ class WrittenBatch:
 class OfflineStore:
     """Writes and reads a view's partitions; registers them in Glue when a client and database are given."""
 
-    def __init__(self, objects: Objects, *, glue: Any = None, database: str | None = None) -> None:
+    def __init__(
+        self, objects: Objects, *, glue: GlueClient | None = None, database: str | None = None
+    ) -> None:
         self.objects, self.glue, self.database = objects, glue, database
 
     def location(self, view: str) -> str:
@@ -289,20 +296,27 @@ class OfflineStore:
 
     # --- Glue ----------------------------------------------------------------------------------------------
 
+    def _catalog(self) -> tuple[GlueClient, str]:
+        if self.glue is None or self.database is None:
+            raise ValueError("this offline store has no Glue catalog (a client and a database)")
+        return self.glue, self.database
+
     def ensure_table(self, spec: FeatureViewSpec, contract: DatasetContract) -> None:
         """Create the view's Glue table unless it exists (the stack creates them; tests and tools may not)."""
+        glue, database = self._catalog()
         try:
-            self.glue.get_table(DatabaseName=self.database, Name=spec.name)
-        except self.glue.exceptions.EntityNotFoundException:
+            glue.get_table(DatabaseName=database, Name=spec.name)
+        except glue.exceptions.EntityNotFoundException:
             table = glue_table_input(spec, contract, self.location(spec.name))
-            self.glue.create_table(DatabaseName=self.database, TableInput=table)
+            glue.create_table(DatabaseName=database, TableInput=table)
 
     def register_partitions(self, spec: FeatureViewSpec, dates: Iterable[str]) -> None:
         """Add the date partitions Glue does not know yet (existing ones are left as they are)."""
-        table = self.glue.get_table(DatabaseName=self.database, Name=spec.name)["Table"]
+        glue, database = self._catalog()
+        table = glue.get_table(DatabaseName=database, Name=spec.name)["Table"]
         descriptor = table["StorageDescriptor"]
         base = descriptor["Location"].rstrip("/")
-        inputs = [
+        inputs: list[PartitionInputTypeDef] = [
             {
                 "Values": [day],
                 "StorageDescriptor": {**descriptor, "Location": f"{base}/{PARTITION_COLUMN}={day}/"},
@@ -310,8 +324,8 @@ class OfflineStore:
             for day in dates
         ]
         for start in range(0, len(inputs), 100):  # the API's limit per call
-            answer = self.glue.batch_create_partition(
-                DatabaseName=self.database,
+            answer = glue.batch_create_partition(
+                DatabaseName=database,
                 TableName=spec.name,
                 PartitionInputList=inputs[start : start + 100],
             )
@@ -324,8 +338,9 @@ class OfflineStore:
                 raise RuntimeError(f"Glue refused partitions of {spec.name}: {errors}")
 
     def partitions(self, view: str) -> list[str]:
-        paginator = self.glue.get_paginator("get_partitions")
-        pages = paginator.paginate(DatabaseName=self.database, TableName=view)
+        glue, database = self._catalog()
+        paginator = glue.get_paginator("get_partitions")
+        pages = paginator.paginate(DatabaseName=database, TableName=view)
         return sorted(p["Values"][0] for page in pages for p in page["Partitions"])
 
 

@@ -21,13 +21,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.config import FeatureViewSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
@@ -57,7 +60,7 @@ class OnlineWrite:
 class OnlineStore:
     """Conditional writes and batch reads of one DynamoDB table (client injected)."""
 
-    def __init__(self, dynamodb: Any, table: str, sleep: Any = time.sleep) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, sleep: Any = time.sleep) -> None:
         self.dynamodb, self.table, self._sleep = dynamodb, table, sleep
 
     # --- writes --------------------------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def _to_attr(value: Any) -> dict[str, Any]:
     return {"S": str(value)}
 
 
-def _from_attr(attr: dict[str, Any]) -> Any:
+def _from_attr(attr: Mapping[str, Any]) -> Any:
     ((kind, value),) = attr.items()
     if kind == "NULL":
         return None

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -27,6 +27,12 @@ from mlcycle.features.offline import ARROW_TYPES, OfflineStore, S3Objects
 from mlcycle.features.online import EntityId, OnlineStore
 from mlcycle.features.search import SortedSearchEngine
 from mlcycle.features.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_glue.type_defs import ColumnTypeDef, TableInputTypeDef
+    from mypy_boto3_s3 import S3Client
 
 #: The entity rows' time column unless told otherwise (Feast's name).
 DEFAULT_TIMESTAMP_COLUMN = "event_timestamp"
@@ -66,9 +72,9 @@ class FeatureStore:
         features_bucket: str,
         online_table: str | None = None,
         glue_database: str | None = None,
-        s3: Any = None,
-        glue: Any = None,
-        dynamodb: Any = None,
+        s3: S3Client | None = None,
+        glue: GlueClient | None = None,
+        dynamodb: DynamoDBClient | None = None,
         reader: Literal["arrow", "boto3"] = "arrow",
         engine: EmbeddedEngine | EngineName = "search",
     ) -> FeatureStore:
@@ -183,7 +189,7 @@ class FeatureStore:
         entity_rows: pd.DataFrame | pa.Table,
         engine: AthenaEngine,
         *,
-        s3: Any,
+        s3: S3Client,
         views: Sequence[str] | None = None,
         timestamp_column: str = DEFAULT_TIMESTAMP_COLUMN,
         leakage_guard: bool = True,
@@ -358,8 +364,8 @@ def _athena_dates(chosen: list[FeatureViewSpec], entity: pa.Table, column: str) 
     return (min(r[0] for r in valid), max(r[1] for r in valid)) if valid else None
 
 
-def _entity_table_input(name: str, entity: pa.Table, location: str) -> dict[str, Any]:
-    columns = [{"Name": f.name, "Type": _glue_type(f.type)} for f in entity.schema]
+def _entity_table_input(name: str, entity: pa.Table, location: str) -> TableInputTypeDef:
+    columns: list[ColumnTypeDef] = [{"Name": f.name, "Type": _glue_type(f.type)} for f in entity.schema]
     return {
         "Name": name,
         "TableType": "EXTERNAL_TABLE",
