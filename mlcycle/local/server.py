@@ -11,14 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcycle import aws
-from mlcycle.local import cloudwatch, context, events, sagemaker, stepfunctions
-from mlcycle.local.awslambda import invocations as awslambda
+from mlcycle.local import awslambda, cloudwatch, context, events, s3, sagemaker, stepfunctions
 from mlcycle.local.context import LocalContext
-from mlcycle.local.s3 import notifications as s3_notifications
-from mlcycle.local.s3 import policies as s3_policies
 
 #: Each service's patches, installed in this order and uninstalled in the reverse one.
-_PATCHES = (s3_policies, s3_notifications, stepfunctions, awslambda, events, sagemaker, cloudwatch)
+_PATCHES = (s3, stepfunctions, awslambda, events, sagemaker, cloudwatch)
 
 
 def free_port() -> int:

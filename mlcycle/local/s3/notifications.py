@@ -24,10 +24,8 @@ class NotificationsState:
     """moto's own event builder, and the sequencer counter of the running embedded AWS."""
 
     original: Callable[..., dict[str, list[dict[str, Any]]]]
+    #: S3 sequencers are hex strings that grow for successive events on one key; a counter is enough here.
     sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-
-#: S3 sequencers are hex strings that grow for successive events on one key; a counter is enough here.
 
 
 def _event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, list[dict[str, Any]]]:
