@@ -11,6 +11,7 @@ one embedded AWS runs in a process at a time).
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -34,6 +35,9 @@ class LocalContext:
     time_scale: float = 1.0
     #: Each service's state, by its class (see :func:`installed`).
     services: dict[type, Any] = field(default_factory=dict)
+    #: boto3 clients the services call this embedded AWS with, by service (see ``common.s3files``).
+    clients: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    clients_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def port(self) -> int:

@@ -60,11 +60,14 @@ Invocation = tuple[str, bool, str]  # (payload, errored, logs) as moto's _invoke
 
 @dataclass
 class LambdaState:
-    """moto's replaced methods, the asynchronous worker, and the lock that runs one handler at a time."""
+    """moto's replaced methods, the asynchronous worker, the lock that runs one handler at a time, and
+    the settings bundled with each function's code."""
 
     originals: dict[str, Any]
     worker: AsyncInvoker
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Parsed bundled settings by code hash: a function's code changes only through UpdateFunctionCode.
+    settings_by_code: dict[str, Settings | None] = field(default_factory=dict)
 
 
 class HandlerImportError(Exception):
@@ -162,20 +165,17 @@ def _settings_in_code(code: bytes) -> Settings | None:
     return settings_from_json(text)
 
 
-#: Parsed bundled settings by code hash: a function's code changes only through UpdateFunctionCode.
-_SETTINGS_BY_CODE: dict[str, Settings | None] = {}
-
-
 def bundled_settings(fn: LambdaFunction) -> Settings | None:
     """The settings the CDK app bundled with the function's code (``mlcycle_config.json`` in its zip),
     which the handler's ``mlcycle.runtime.settings()`` reads as it would in AWS; None for other code."""
     code: bytes = getattr(fn, "code_bytes", b"")
     if not code:
         return None
+    parsed = context.installed(LambdaState).settings_by_code
     sha = str(fn.code_sha_256)
-    if sha not in _SETTINGS_BY_CODE:
-        _SETTINGS_BY_CODE[sha] = _settings_in_code(code)
-    return _SETTINGS_BY_CODE[sha]
+    if sha not in parsed:
+        parsed[sha] = _settings_in_code(code)
+    return parsed[sha]
 
 
 def load_handler(handler: str) -> Handler:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tarfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,28 +12,22 @@ from mlcycle.local.context import LocalContext
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-log = logging.getLogger(__name__)
-
-
-_clients: dict[tuple[str, str], Any] = {}
-_clients_lock = threading.Lock()
-
 
 def boto_client(ctx: LocalContext, service: str) -> Any:
-    """One client per service: boto3 clients are thread-safe (sessions are not) and cost ~0.2 s to make."""
-    key = (ctx.endpoint_url, service)
-    with _clients_lock:
-        if key not in _clients:
+    """One client per service of the running embedded AWS, kept on its context: boto3 clients are
+    thread-safe (sessions are not) and cost ~0.2 s to make."""
+    with ctx.clients_lock:
+        if service not in ctx.clients:
             import boto3
 
-            _clients[key] = boto3.session.Session().client(
+            ctx.clients[service] = boto3.session.Session().client(
                 service,  # type: ignore[call-overload]
                 endpoint_url=ctx.endpoint_url,
                 region_name=ctx.region,
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
             )
-        return _clients[key]
+        return ctx.clients[service]
 
 
 def s3_client(ctx: LocalContext) -> S3Client:

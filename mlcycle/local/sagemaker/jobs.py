@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import threading
@@ -10,17 +9,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from mlcycle.local import context
 from mlcycle.local.common.processes import ProcessResult
 from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
-
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
 
 HOST = "algo-1"
 FAILURE_REASON_LIMIT = 1024
@@ -48,6 +42,9 @@ class JobsState:
     patches: MethodPatches
     runs: dict[tuple[str, str], JobRun] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: moto's response handler drops CreateProcessingJob's ``Environment``: the response patch parks it
+    #: here, per request thread, for the backend patch to pick up.
+    request: threading.local = field(default_factory=threading.local)
 
 
 def jobs_state() -> JobsState:

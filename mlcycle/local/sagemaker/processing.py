@@ -15,7 +15,6 @@ import json
 import logging
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,18 +181,14 @@ def _conclude_processing(
         _finish_processing(job, "Stopped" if result.ended_by == "stop" else "Completed", None, message)
 
 
-#: moto's response handler drops CreateProcessingJob's ``Environment``: the response patch parks it here,
-#: per request thread, for the backend patch to pick up.
-_request = threading.local()
-
-
 def create_processing_job_response_patch(original: Callable[..., Any]) -> Callable[..., Any]:
     def create_processing_job(self: Any) -> Any:
-        _request.environment = self._get_param("Environment")
+        request = jobs_state().request
+        request.environment = self._get_param("Environment")
         try:
             return original(self)
         finally:
-            _request.environment = None
+            request.environment = None
 
     return create_processing_job
 
@@ -205,7 +200,7 @@ def create_processing_job_patch(original: Callable[..., Any]) -> Callable[..., A
         job.processing_job_status = "InProgress"
         job.processing_start_time = utcnow()
         job.processing_end_time = job.failure_reason = job.exit_message = None
-        job.environment = getattr(_request, "environment", None)
+        job.environment = getattr(state.request, "environment", None)
         run = JobRun(
             "processing", job.processing_job_name, job_root(state, "processing", job.processing_job_name)
         )
