@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlcycle.local.cloudformation import resources
 from mlcycle.local.cloudformation.provisioner import Provisioner, ensure_bucket
 from mlcycle.local.cloudformation.template import Created, Scope, TemplateError, creation_order, resolve
 
@@ -55,12 +56,6 @@ class Stack:
             "outputs": self.outputs,
         }
         return json.dumps(body, indent=2, default=str)
-
-
-def _creators() -> dict[str, Callable[[Provisioner, str, dict[str, Any]], Created]]:
-    from mlcycle.local.cloudformation import resources
-
-    return resources.CREATORS
 
 
 def upload_assets(p: Provisioner, assembly: Path, stack_name: str) -> None:
@@ -147,10 +142,10 @@ def provision(
         }
         scope = Scope(template=template, pseudo=pseudo, parameters=_parameters(p, template, parameters or {}))
         stack = Stack(name=stack_name)
-        creators = _creators()
-        resources = template["Resources"]
-        for logical_id in creation_order(resources):
-            body = resources[logical_id]
+        creators = resources.CREATORS
+        declared = template["Resources"]
+        for logical_id in creation_order(declared):
+            body = declared[logical_id]
             if "Condition" in body and not scope.condition(body["Condition"]):
                 continue
             cfn_type = body["Type"]

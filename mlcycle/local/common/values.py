@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
+from typing import Any
 
 
 def utcnow() -> datetime:

@@ -6,6 +6,8 @@ servers (endpoints, invocations), and the model registry emits its approval even
 
 from __future__ import annotations
 
+import threading
+
 from mlcycle.local import context
 from mlcycle.local.context import LocalContext
 from mlcycle.local.patching import MethodPatches
@@ -22,8 +24,6 @@ from mlcycle.local.sagemaker.endpoints import EndpointsState
 from mlcycle.local.sagemaker.jobs import JobsState, join_threads
 
 __all__ = ["install", "running_jobs", "uninstall"]
-
-import threading
 
 
 def install(ctx: LocalContext) -> None:

@@ -4,15 +4,12 @@ invocation, and the buffer records wait in before they are written to S3."""
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

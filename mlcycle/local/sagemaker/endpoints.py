@@ -40,6 +40,7 @@ from mlcycle.local import context
 from mlcycle.local.common.s3files import s3_client, split_s3_uri
 from mlcycle.local.common.values import utcnow
 from mlcycle.local.context import LocalContext
+from mlcycle.local.events import put_platform_event
 from mlcycle.local.patching import MethodPatches
 from mlcycle.local.sagemaker.capture import CaptureBuffer, CaptureSettings
 from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
@@ -105,8 +106,6 @@ def endpoints_state() -> EndpointsState:
 
 def announce(state: EndpointsState, endpoint: Any) -> None:
     """SageMaker's ``SageMaker Endpoint State Change`` on the default bus (call outside ``state.lock``)."""
-    from mlcycle.local.events import put_platform_event
-
     detail = {
         "EndpointName": endpoint.endpoint_name,
         "EndpointArn": endpoint.arn,

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlcycle.local.common.values import json_safe
+from mlcycle.local.events import put_platform_event
 from mlcycle.local.sagemaker.jobs import JobsState, jobs_state
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +22,6 @@ def put_sagemaker_event(
     state: JobsState, detail_type: str, detail: dict[str, Any], resources: list[str]
 ) -> None:
     """Put an ``aws.sagemaker`` event on the default bus, as SageMaker does (rules fire)."""
-    from mlcycle.local.events import put_platform_event
-
     put_platform_event(
         state.ctx, source="aws.sagemaker", detail_type=detail_type, detail=detail, resources=resources
     )
