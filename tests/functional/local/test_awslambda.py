@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from mlcycle.local.awslambda import invocations as lambdas
+from mlcycle.local.awslambda import invocations
 from tests.functional.local.handlers.basic import RECEIVED
 
 Client = Callable[[str], Any]
@@ -102,7 +102,7 @@ def test_async_invoke_runs_in_the_background(aws_client: Client, make_function: 
     arn = make_function("record")
     response = aws_client("lambda").invoke(FunctionName=arn, InvocationType="Event", Payload=b'{"n": 1}')
     assert response["StatusCode"] == 202
-    assert lambdas.wait_for_async(timeout=10)
+    assert invocations.wait_for_async(timeout=10)
     assert RECEIVED[_name(arn)] == [{"n": 1}]
 
 
@@ -294,7 +294,7 @@ def test_nested_synchronous_invoke_fails_instead_of_hanging(
     aws_client: Client, make_function: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a handler that synchronously invokes another function (it holds the lock the callee needs)
-    monkeypatch.setattr(lambdas, "SYNC_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(invocations, "SYNC_WAIT_SECONDS", 0.5)
     callee, caller = make_function("echo"), make_function("invoke_other")
     # WHEN it runs
     response, payload = _invoke(aws_client, caller, {"target": callee})
