@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mlcycle import deployment
-from mlcycle.config import Settings
+from mlcycle.config import DeploymentPolicy, Settings
 from mlcycle.local.sagemaker import endpoints
 from mlcycle.names import ENDPOINT_STATE_CHANGE
 from tests.functional.local import conftest_sagemaker
@@ -158,18 +158,12 @@ def test_a_canary_of_a_broken_model_is_rolled_back_by_its_alarm(
     arn = sagemaker.update_endpoint(
         EndpointName=name,
         EndpointConfigName=broken,
-        DeploymentConfig={
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {
-                    "Type": "CANARY",
-                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 30},
-                    "WaitIntervalInSeconds": 60,
-                },
-                "TerminationWaitInSeconds": 0,
-                "MaximumExecutionTimeoutInSeconds": 600,
-            },
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
-        },
+        DeploymentConfig=deployment.deployment_config(
+            DeploymentPolicy(
+                strategy="canary", canary_percent=30, wait_seconds=60, termination_wait_seconds=0
+            ),
+            [alarm],
+        ),
     )["EndpointArn"]
     sagemaker.add_tags(
         ResourceArn=arn, Tags=[{"Key": deployment.REQUESTED_TAG, "Value": broken}]
@@ -208,18 +202,12 @@ def test_a_good_model_completes_a_linear_rollout(
     sagemaker.update_endpoint(
         EndpointName=name,
         EndpointConfigName=good,
-        DeploymentConfig={
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {
-                    "Type": "LINEAR",
-                    "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
-                    "WaitIntervalInSeconds": 2,
-                },
-                "TerminationWaitInSeconds": 1,
-                "MaximumExecutionTimeoutInSeconds": 600,
-            },
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
-        },
+        DeploymentConfig=deployment.deployment_config(
+            DeploymentPolicy(
+                strategy="linear", linear_step_percent=50, wait_seconds=2, termination_wait_seconds=1
+            ),
+            [alarm],
+        ),
     )
     assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
     endpoint = wait_for_endpoint(aws_client, wait_for, name, timeout=60)
