@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mlcycle.names import Env
@@ -90,6 +92,33 @@ def test_no_managed_policies_on_our_function_roles(synthesized: Synthesized) -> 
         role_id = function_by_handler(synthesized, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
         role = synthesized.resources("AWS::IAM::Role")[role_id]
         assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_each_function_role_writes_logs_to_its_own_log_group_only(synthesized: Synthesized) -> None:
+    for fn in synthesized.resources("AWS::Lambda::Function").values():
+        if "LoggingConfig" not in fn["Properties"]:
+            continue  # the CDK's bucket-notifications handler
+        role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        log_group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        logging = [
+            statement
+            for policy in synthesized.resources("AWS::IAM::Policy").values()
+            if {"Ref": role} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if any(action.startswith("logs:") for action in _actions(statement))
+        ]
+        assert logging == [
+            {
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [log_group, "Arn"]},
+            }
+        ]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
 
 
 @pytest.mark.parametrize("handler", ["functions.prepare_data.handler", "functions.deploy_model.handler"])
