@@ -19,6 +19,6 @@ class Lineage(Construct):
             self, "Table", key=key, partition_key="pk", sort_key="sk"
         )
 
-    def grant_record(self, grantee: iam.IGrantable) -> None:
+    def grant_record(self, grantee: iam.IGrantable) -> iam.Grant:
         """Reading and writing lineage records (the table and its key)."""
-        self.table.grant_read_write_data(grantee)
+        return self.table.grant_read_write_data(grantee)
