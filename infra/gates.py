@@ -8,10 +8,12 @@ cfn-lint runs on the synthesized template afterwards; any error or warning fails
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
-from constructs import IConstruct
+from constructs import Construct, IConstruct
 
 #: cfn-lint rules we switch off, each with the reason. Keep this empty unless a finding is the CDK's own.
 CFN_LINT_IGNORED: dict[str, str] = {}
@@ -36,6 +38,12 @@ def acknowledge(scope: IConstruct, *finding_ids: str, reason: str) -> None:
             finding_id if finding_id.startswith(f"{NAG_NAMESPACE}::") else f"{NAG_NAMESPACE}::{finding_id}"
         )
         cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=qualified, reason=reason))
+
+
+def grantee_scope(grantee: iam.IGrantable) -> IConstruct:
+    """Where cdk-nag reports the findings of a grant: the grantee's role (a construct) when it has one."""
+    principal = grantee.grant_principal
+    return cast(IConstruct, principal) if isinstance(principal, Construct) else cast(IConstruct, grantee)
 
 
 def iam5_resource(resource: IConstruct, suffix: str = "/*") -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
-from constructs import Construct, IConstruct
+from constructs import Construct
 
-from infra.gates import acknowledge, iam5_arn
+from infra.gates import acknowledge, grantee_scope, iam5_arn
 from mlcycle.config import Settings
 
 
@@ -59,7 +57,7 @@ class ModelRegistry(Construct):
             grantee=grantee, actions=["sagemaker:ListModelPackages"], resource_arns=["*"]
         )
         acknowledge(
-            self._principal(grantee),
+            grantee_scope(grantee),
             "AwsSolutions-IAM5[Resource::*]",
             reason="sagemaker:ListModelPackages (finding the champion) has no resource-level permissions.",
         )
@@ -88,14 +86,8 @@ class ModelRegistry(Construct):
 
     def _acknowledge_versions(self, grantee: iam.IGrantable) -> None:
         acknowledge(
-            self._principal(grantee),
+            grantee_scope(grantee),
             iam5_arn(self, "sagemaker", f"model-package/{self.group_name}/*"),
             reason="The group's versions are numbered by SageMaker at registration: they are named by the "
             "group, never one by one.",
         )
-
-    @staticmethod
-    def _principal(grantee: iam.IGrantable) -> IConstruct:
-        """Where cdk-nag reports the grant: the grantee's role (a construct) when it has one."""
-        principal = grantee.grant_principal
-        return cast(IConstruct, principal) if isinstance(principal, Construct) else cast(IConstruct, grantee)
