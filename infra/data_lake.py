@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import aws_cdk as cdk
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
@@ -25,6 +27,9 @@ class DataLake(Construct):
     Attributes: ``key`` (the customer-managed key everything is encrypted with), ``landing``,
     ``curated``, ``features``, ``artifacts``, ``monitoring`` (buckets), ``access_logs`` (the server
     access log bucket), ``glue_database_name``, ``athena_workgroup_name``.
+
+    Grants on named tables of the Glue database: ``grant_register_partitions``, ``grant_read_partitions``
+    (the buckets and the key offer the CDK's own).
     """
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings) -> None:
@@ -180,6 +185,32 @@ class DataLake(Construct):
     @property
     def data_buckets(self) -> tuple[s3.Bucket, ...]:
         return (self.landing, self.curated, self.features, self.artifacts, self.monitoring)
+
+    # -- grants on the Glue database (its tables belong to the stages that declare them) ----------------
+
+    def grant_register_partitions(self, grantee: iam.IGrantable, tables: Iterable[str]) -> iam.Grant:
+        """Add partitions to the named tables of the database (the table's descriptor is read first)."""
+        return self._grant_tables(grantee, tables, "glue:GetTable", "glue:BatchCreatePartition")
+
+    def grant_read_partitions(self, grantee: iam.IGrantable, tables: Iterable[str]) -> iam.Grant:
+        """List the partitions of the named tables of the database."""
+        return self._grant_tables(grantee, tables, "glue:GetTable", "glue:GetPartitions")
+
+    def _grant_tables(self, grantee: iam.IGrantable, tables: Iterable[str], *actions: str) -> iam.Grant:
+        """Glue authorizes a table action on the catalog, the database and the table: all three, by name."""
+        stack, database = cdk.Stack.of(self), self.glue_database_name
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(actions),
+            resource_arns=[
+                stack.format_arn(service="glue", resource="catalog"),
+                stack.format_arn(service="glue", resource="database", resource_name=database),
+                *(
+                    stack.format_arn(service="glue", resource="table", resource_name=f"{database}/{table}")
+                    for table in tables
+                ),
+            ],
+        )
 
 
 def _housekeeping() -> list[s3.LifecycleRule]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_glue as glue
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
@@ -147,21 +146,7 @@ class DataPreparation(Construct):
         self._lake.curated.grant_read_write(fn)
         self._lineage.grant_record(fn)
         self._bus.grant_put_events_to(fn)
-        stack = cdk.Stack.of(self)
-        database = self._lake.glue_database_name
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["glue:BatchCreatePartition", "glue:GetTable"],
-                resources=[
-                    stack.format_arn(service="glue", resource="catalog"),
-                    stack.format_arn(service="glue", resource="database", resource_name=database),
-                    *(
-                        stack.format_arn(service="glue", resource="table", resource_name=f"{database}/{name}")
-                        for name in self.curated_tables
-                    ),
-                ],
-            )
-        )
+        self._lake.grant_register_partitions(fn, self.curated_tables)
 
     # -- the large-upload state machine ---------------------------------------------------------------
 

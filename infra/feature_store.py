@@ -9,7 +9,6 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
@@ -134,26 +133,8 @@ class FeatureStore(Construct):
         lake.curated.grant_read(fn)
         lake.features.grant_read_write(fn)
         self.online_table.grant_read_write_data(fn)
-        stack = cdk.Stack.of(self)
-        database = lake.glue_database_name
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "glue:GetTable",
-                    "glue:GetPartitions",
-                    "glue:BatchCreatePartition",
-                    "glue:CreatePartition",
-                ],
-                resources=[
-                    stack.format_arn(service="glue", resource="catalog"),
-                    stack.format_arn(service="glue", resource="database", resource_name=database),
-                    *(
-                        stack.format_arn(service="glue", resource="table", resource_name=f"{database}/{name}")
-                        for name in self.tables
-                    ),
-                ],
-            )
-        )
+        lake.grant_register_partitions(fn, self.tables)
+        lake.grant_read_partitions(fn, self.tables)
         acknowledge(
             fn.role or fn,
             *iam5_actions("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"),

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match
 
+from infra.data_lake import DataLake
+from mlcycle.config import Settings
+from tests.infra.bare import arn, bare_stack, granted, grantee
 from tests.infra.conftest import Synthesized
 
 
@@ -83,3 +86,36 @@ def test_athena_workgroup_enforces_kms_encrypted_results(synthesized: Synthesize
     assert result["OutputLocation"] == {
         "Fn::Join": ["", ["s3://", {"Ref": artifacts_id}, "/athena-results/"]]
     }
+
+
+def _glue_tables(lake: DataLake, *tables: str) -> set[str]:
+    database = lake.glue_database_name
+    return {
+        arn("glue", "catalog"),
+        arn("glue", f"database/{database}"),
+        *(arn("glue", f"table/{database}/{table}") for table in tables),
+    }
+
+
+def test_grant_register_partitions_reads_and_adds_partitions_of_the_named_tables(
+    infra_settings: Settings,
+) -> None:
+    # GIVEN a data lake alone in a stack and a role
+    stack = bare_stack()
+    lake, role = DataLake(stack, "Lake", settings=infra_settings), grantee(stack)
+    # WHEN the role is granted registering partitions of two tables
+    lake.grant_register_partitions(role, ["churn", "orders"])
+    # THEN it may read those tables and add partitions to them (Glue checks the catalog and database too)
+    resources = _glue_tables(lake, "churn", "orders")
+    assert granted(stack, role) == {"glue:GetTable": resources, "glue:BatchCreatePartition": resources}
+
+
+def test_grant_read_partitions_lists_partitions_of_the_named_tables(infra_settings: Settings) -> None:
+    # GIVEN a data lake alone in a stack and a role
+    stack = bare_stack()
+    lake, role = DataLake(stack, "Lake", settings=infra_settings), grantee(stack)
+    # WHEN the role is granted reading partitions of one table
+    lake.grant_read_partitions(role, ["customer_activity"])
+    # THEN it may read that table and list its partitions, and nothing else
+    resources = _glue_tables(lake, "customer_activity")
+    assert granted(stack, role) == {"glue:GetTable": resources, "glue:GetPartitions": resources}
