@@ -28,6 +28,7 @@ from infra.data_lake import DataLake
 from infra.functions import FunctionFactory, encrypted_log_group
 from infra.gates import (
     acknowledge,
+    grantee_scope,
     iam5_actions,
     iam5_arn,
     iam5_asset_bucket,
@@ -98,6 +99,8 @@ class TrainingPipeline(Construct):
     ``check_model_tests``, ``register_model``, ``report_failure``; ``sagemaker_role`` (execution role of
     training and processing jobs and endpoint models), ``sourcedir`` (the ``sourcedir.tar.gz`` asset),
     ``job_name_prefix``.
+
+    Grants: ``grant_describe_training_jobs`` (the jobs the pipeline runs).
     """
 
     def __init__(
@@ -318,12 +321,7 @@ class TrainingPipeline(Construct):
         # Reads the evaluation job's reports (their S3 URIs go into the model package).
         self._lake.artifacts.grant_read(fn)
         bus.grant_put_events_to(fn)
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeTrainingJob"],
-                resources=[self._training_job_arn()],
-            )
-        )
+        self.grant_describe_training_jobs(fn)
         registry.grant_register(fn)
         acknowledge(
             fn.role or fn,
@@ -335,10 +333,23 @@ class TrainingPipeline(Construct):
             *iam5_actions("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"),
             *iam5_actions("kms:GenerateDataKey*", "kms:ReEncrypt*"),
             iam5_resource(self._lake.artifacts),
-            iam5_arn(self, "sagemaker", f"training-job/{self.job_name_prefix}-*"),
             reason="Reads the evaluation of any of our training jobs (named per execution).",
         )
         return fn
+
+    def grant_describe_training_jobs(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Describe the training jobs the pipeline runs (their model artifacts, metrics and image)."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["sagemaker:DescribeTrainingJob"],
+            resource_arns=[self._training_job_arn()],
+        )
+        acknowledge(
+            grantee_scope(grantee),
+            iam5_arn(self, "sagemaker", f"training-job/{self.job_name_prefix}-*"),
+            reason="Training jobs are named per execution at run time (prefix + execution name).",
+        )
+        return grant
 
     def _training_job_arn(self) -> str:
         return cdk.Stack.of(self).format_arn(
@@ -589,9 +600,6 @@ class TrainingPipeline(Construct):
             service="sagemaker",
             action="createProcessingJob",
             iam_resources=[self._processing_job_arn()],
-            additional_iam_statements=[
-                iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn])
-            ],
             parameters={
                 "ProcessingJobName": self._job_name(),
                 "RoleArn": self.sagemaker_role.role_arn,
@@ -720,6 +728,8 @@ class TrainingPipeline(Construct):
             comment=f"{settings.prefix}: validate, build the training set, train, evaluate, test, register",
         )
         self._lake.key.grant(machine, "kms:CreateGrant", "kms:DescribeKey")
+        # The training job (the CDK task grants it) and the evaluation's processing job run with the role.
+        self.sagemaker_role.grant_pass_role(machine.grant_principal)
         self._acknowledge_state_machine(machine)
         ignore_redundant_depends_on(machine)
         return machine

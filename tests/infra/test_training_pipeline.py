@@ -9,9 +9,10 @@ import aws_cdk as cdk
 import pytest
 
 from infra.images import SKLEARN_REGISTRIES, sklearn_image_uri
-from infra.training_pipeline import training_job_name_prefix
+from infra.training_pipeline import TrainingPipeline, training_job_name_prefix
 from mlcycle.config import Settings
 from mlcycle.example.churn import default_problem
+from tests.infra.bare import arn, bare_stack, granted, grantee, siblings
 from tests.infra.conftest import Synthesized, definition
 
 
@@ -190,6 +191,43 @@ def test_sagemaker_role_has_no_account_wide_s3_access(synthesized: Synthesized) 
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if statement["Resource"] == "*":
                 assert actions == ["cloudwatch:PutMetricData"]
+
+
+def test_the_state_machine_may_pass_the_sagemaker_role_to_its_jobs(synthesized: Synthesized) -> None:
+    training = synthesized.stack.training
+    machine_role = synthesized.logical_id(training.state_machine.role)
+    passed = [
+        statement
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        if {"Ref": machine_role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "iam:PassRole"
+    ]
+    # The training task's grant (to SageMaker only) and the role's own grant (the evaluation's job).
+    sagemaker_role = {"Fn::GetAtt": [synthesized.logical_id(training.sagemaker_role), "Arn"]}
+    assert passed and all(statement["Resource"] == sagemaker_role for statement in passed)
+    assert any("Condition" not in statement for statement in passed)
+
+
+def test_grant_describe_training_jobs_covers_the_pipeline_s_jobs_only(infra_settings: Settings) -> None:
+    # GIVEN the training pipeline in a stack with only what it needs, and a role
+    stack = bare_stack()
+    shared = siblings(stack, infra_settings)
+    training = TrainingPipeline(
+        stack,
+        "Training",
+        settings=infra_settings,
+        data_lake=shared.data_lake,
+        registry=shared.registry,
+        bus=shared.bus,
+        functions=shared.functions,
+    )
+    role = grantee(stack)
+    # WHEN the role is granted describing the training jobs
+    training.grant_describe_training_jobs(role)
+    # THEN it may describe the jobs named with the pipeline's prefix, and do nothing else
+    jobs = arn("sagemaker", f"training-job/{training.job_name_prefix}-*")
+    assert granted(stack, role) == {"sagemaker:DescribeTrainingJob": {jobs}}
 
 
 def test_job_names_fit_sagemaker_limit() -> None:
