@@ -21,7 +21,7 @@ from constructs import Construct
 from infra import env
 from infra.data_lake import DataLake
 from infra.functions import FunctionFactory
-from infra.gates import acknowledge, iam5_actions, iam5_arn
+from infra.gates import acknowledge, grantee_scope, iam5_actions, iam5_arn
 from infra.queues import dead_letter_queue
 from infra.registry import ModelRegistry
 from mlcycle.config import Settings
@@ -32,7 +32,11 @@ RETRY_ATTEMPTS = 2
 
 class Serving(Construct):
     """Attributes: ``deploy_model`` and ``deployment_outcome`` (the functions), ``approved`` and
-    ``state_changed`` (their rules), ``dead_letters``."""
+    ``state_changed`` (their rules), ``dead_letters``.
+
+    Grants on the endpoint and the per-version models and endpoint configs it serves: ``grant_deploy``
+    (create and update them), ``grant_conclude_deployments`` (read them and clear the deployment's tag).
+    """
 
     def __init__(
         self,
@@ -65,7 +69,7 @@ class Serving(Construct):
             on_failure=destinations.SqsDestination(self.dead_letters),
             retry_attempts=RETRY_ATTEMPTS,
         )
-        self._grant(registry, sagemaker_role)
+        self._grant_deploy_model(registry, sagemaker_role)
         self.deployment_outcome = self._outcome_function(settings, functions, registry, bus)
         self.approved = events.Rule(
             self,
@@ -104,19 +108,8 @@ class Serving(Construct):
         )
         bus.grant_put_events_to(fn)
         registry.grant_annotate(fn)
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DescribeModel",
-                    "sagemaker:ListTags",
-                    "sagemaker:DeleteTags",
-                ],
-                resources=self._sagemaker_arns(),
-            )
-        )
-        self._acknowledge(fn)
+        self.grant_conclude_deployments(fn)
+        self._acknowledge_dead_letters(fn)
         self.state_changed = events.Rule(
             self,
             "EndpointStateChanged",
@@ -134,27 +127,56 @@ class Serving(Construct):
         )
         return fn
 
-    def _grant(self, registry: ModelRegistry, sagemaker_role: iam.IRole) -> None:
+    def _grant_deploy_model(self, registry: ModelRegistry, sagemaker_role: iam.IRole) -> None:
         # SageMaker reads the model and writes capture data with the execution role, not with ours.
         fn = self.deploy_model
         sagemaker_role.grant_pass_role(fn.grant_principal)
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:CreateModel",
-                    "sagemaker:CreateEndpointConfig",
-                    "sagemaker:CreateEndpoint",
-                    "sagemaker:UpdateEndpoint",
-                    "sagemaker:DescribeModel",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:AddTags",
-                ],
-                resources=self._sagemaker_arns(),
-            )
-        )
+        self.grant_deploy(fn)
         registry.grant_describe(fn)
-        self._acknowledge(fn)
+        self._acknowledge_dead_letters(fn)
+
+    # -- grants on what serving deploys: the endpoint, and a model and an endpoint config per version ----
+
+    def grant_deploy(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Create a version's model and endpoint config and create or update the endpoint with it (each
+        described first), tagging the endpoint with the config it asked for."""
+        return self._grant(
+            grantee,
+            "sagemaker:CreateModel",
+            "sagemaker:CreateEndpointConfig",
+            "sagemaker:CreateEndpoint",
+            "sagemaker:UpdateEndpoint",
+            "sagemaker:DescribeModel",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:AddTags",
+        )
+
+    def grant_conclude_deployments(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read the endpoint, its configs and models with their tags, and clear the endpoint's tag naming
+        the config a deployment asked for (concluding it)."""
+        return self._grant(
+            grantee,
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:DescribeModel",
+            "sagemaker:ListTags",
+            "sagemaker:DeleteTags",
+        )
+
+    def _grant(self, grantee: iam.IGrantable, *actions: str) -> iam.Grant:
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(actions), resource_arns=self._sagemaker_arns()
+        )
+        prefix = self._settings.prefix
+        acknowledge(
+            grantee_scope(grantee),
+            iam5_arn(self, "sagemaker", f"model/{prefix}-*"),
+            iam5_arn(self, "sagemaker", f"endpoint-config/{prefix}-*"),
+            reason="Each approved version gets its own model and endpoint config, named at run time "
+            "under our prefix.",
+        )
+        return grant
 
     def _sagemaker_arns(self) -> list[str]:
         stack, prefix = cdk.Stack.of(self), self._settings.prefix
@@ -166,14 +188,11 @@ class Serving(Construct):
             ),
         ]
 
-    def _acknowledge(self, fn: lambda_.Function) -> None:
-        prefix = self._settings.prefix
+    @staticmethod
+    def _acknowledge_dead_letters(fn: lambda_.Function) -> None:
         acknowledge(
             fn.role or fn,
             *iam5_actions("kms:GenerateDataKey*", "kms:ReEncrypt*"),
-            iam5_arn(self, "sagemaker", f"model/{prefix}-*"),
-            iam5_arn(self, "sagemaker", f"endpoint-config/{prefix}-*"),
-            reason="Each approved version gets its own model and endpoint config, named at run time "
-            "under our prefix; the kms wildcards come from the CDK's grant to send to the KMS-encrypted "
-            "dead-letter queue.",
+            reason="The kms wildcards come from the CDK's grant to send to the KMS-encrypted dead-letter "
+            "queue.",
         )

@@ -2,6 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+
+from infra.serving import Serving
+from mlcycle.config import Settings
+from tests.infra.bare import arn, bare_stack, granted, grantee, siblings
 from tests.infra.conftest import Synthesized, function_by_handler
 
 
@@ -71,3 +77,61 @@ def test_the_outcome_of_each_deployment_is_concluded_from_the_endpoint_state(
     [target] = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [synthesized.logical_id(serving.deployment_outcome), "Arn"]}
     assert "DeadLetterConfig" in target
+
+
+def _bare_serving(settings: Settings) -> tuple[cdk.Stack, Serving, iam.Role]:
+    """Serving in a stack with only what it needs (a bare execution role), and a role to grant to."""
+    stack = bare_stack()
+    shared = siblings(stack, settings)
+    sagemaker_role = iam.Role(
+        stack, "SageMakerRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")
+    )
+    serving = Serving(
+        stack,
+        "Serving",
+        settings=settings,
+        data_lake=shared.data_lake,
+        registry=shared.registry,
+        bus=shared.bus,
+        sagemaker_role=sagemaker_role,
+        functions=shared.functions,
+    )
+    return stack, serving, grantee(stack)
+
+
+def _deployed(settings: Settings) -> set[str]:
+    """The endpoint, and the models and endpoint configs named under the prefix (one per version)."""
+    return {
+        arn("sagemaker", f"model/{settings.prefix}-*"),
+        arn("sagemaker", f"endpoint-config/{settings.prefix}-*"),
+        arn("sagemaker", f"endpoint/{settings.endpoint_name}"),
+    }
+
+
+def test_grant_deploy_creates_and_updates_the_endpoint_and_its_versions(infra_settings: Settings) -> None:
+    # GIVEN serving in a bare stack and a role
+    stack, serving, role = _bare_serving(infra_settings)
+    # WHEN the role is granted deploying
+    serving.grant_deploy(role)
+    # THEN it may create, describe and update what serving deploys, and tag it; on nothing else
+    deployed = _deployed(infra_settings)
+    actions = (
+        *("sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint"),
+        *("sagemaker:UpdateEndpoint", "sagemaker:AddTags"),
+        *("sagemaker:DescribeModel", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeEndpoint"),
+    )
+    assert granted(stack, role) == dict.fromkeys(actions, deployed)
+
+
+def test_grant_conclude_deployments_reads_and_untags_only(infra_settings: Settings) -> None:
+    # GIVEN serving in a bare stack and a role
+    stack, serving, role = _bare_serving(infra_settings)
+    # WHEN the role is granted concluding deployments
+    serving.grant_conclude_deployments(role)
+    # THEN it may read what serving deployed with its tags and remove a tag, but create or update nothing
+    deployed = _deployed(infra_settings)
+    actions = (
+        *("sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"),
+        *("sagemaker:ListTags", "sagemaker:DeleteTags"),
+    )
+    assert granted(stack, role) == dict.fromkeys(actions, deployed)
