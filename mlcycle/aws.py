@@ -3,23 +3,70 @@
 Every adapter takes its client as an argument and builds one from here only when none is given, so tests
 inject moto clients without patching. boto3 itself honours ``AWS_ENDPOINT_URL``, which is how Lambdas
 and jobs reach the embedded AWS with unchanged code.
+
+``client("s3")`` is typed per service as boto3-stubs types ``Session.client`` (``S3Client`` here); the
+stubs are a development dependency, imported only while type checking, so Lambdas and jobs run without
+them. A service the domain starts to call gets its overload (and its stubs extra) first.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 import boto3
 from botocore.config import Config
 
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+    from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_stepfunctions import SFNClient
+
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+#: The services the domain calls, each with its overload of :data:`client`.
+Service = Literal["athena", "dynamodb", "events", "glue", "s3", "sagemaker", "stepfunctions"]
+
+
+class _Clients:
+    """:data:`client`: ``client(service, region=None)`` and ``client.cache_clear()``, as ``functools.cache``
+    offers them, with a return type per service."""
+
+    @overload
+    def __call__(self, service: Literal["athena"], region: str | None = None) -> AthenaClient: ...
+    @overload
+    def __call__(self, service: Literal["dynamodb"], region: str | None = None) -> DynamoDBClient: ...
+    @overload
+    def __call__(self, service: Literal["events"], region: str | None = None) -> EventBridgeClient: ...
+    @overload
+    def __call__(self, service: Literal["glue"], region: str | None = None) -> GlueClient: ...
+    @overload
+    def __call__(self, service: Literal["s3"], region: str | None = None) -> S3Client: ...
+    @overload
+    def __call__(self, service: Literal["sagemaker"], region: str | None = None) -> SageMakerClient: ...
+    @overload
+    def __call__(self, service: Literal["stepfunctions"], region: str | None = None) -> SFNClient: ...
+    def __call__(self, service: Service, region: str | None = None) -> BaseClient:
+        return _cached(service, region)
+
+    @staticmethod
+    def cache_clear() -> None:
+        """Forget the clients built so far (the next call builds one against the current environment)."""
+        _cached.cache_clear()
+
+
+#: A cached boto3 client (clients are thread-safe; building one costs ~0.2 s on a cold start).
+client = _Clients()
 
 
 @cache
-def client(service: str, region: str | None = None) -> Any:
-    """A cached boto3 client (clients are thread-safe; building one costs ~0.2 s on a cold start)."""
-    return boto3.session.Session().client(service, region_name=region, config=_CONFIG)  # type: ignore[call-overload]
+def _cached(service: Service, region: str | None) -> BaseClient:
+    return boto3.session.Session().client(service, region_name=region, config=_CONFIG)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
