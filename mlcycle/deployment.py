@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -82,7 +82,7 @@ def _names(settings: Settings, package_arn: str) -> tuple[str, str]:
     return base, f"{base}-config"
 
 
-def _exists(call: Any, **kwargs: Any) -> bool:
+def _exists(call: Callable[..., object], **kwargs: Any) -> bool:
     try:
         call(**kwargs)
     except ClientError as exc:

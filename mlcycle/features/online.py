@@ -17,7 +17,7 @@ per item (and DynamoDB transactions are slow on the embedded AWS, where moto cop
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -60,7 +60,9 @@ class OnlineWrite:
 class OnlineStore:
     """Conditional writes and batch reads of one DynamoDB table (client injected)."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table: str, sleep: Any = time.sleep) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, table: str, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.dynamodb, self.table, self._sleep = dynamodb, table, sleep
 
     # --- writes --------------------------------------------------------------------------------------------
