@@ -152,13 +152,14 @@ def follow_execution(sfn: Any, arn: str, say: Say, timeout: float = 600) -> dict
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # The status first: once it is final, the history read after it holds every state entered.
+        described = sfn.describe_execution(executionArn=arn)
         for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
             if event["id"] in seen:
                 continue
             seen.add(event["id"])
             if event["type"].endswith("StateEntered"):
                 say(f"  state {event['stateEnteredEventDetails']['name']}")
-        described = sfn.describe_execution(executionArn=arn)
         if described["status"] == "SUCCEEDED":
             output: dict[str, Any] = json.loads(described["output"])
             return output
