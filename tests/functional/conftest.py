@@ -9,9 +9,8 @@ import pytest
 
 from mlcycle.config import Settings
 from mlcycle.features import FeatureStore
-from tests.conftest import REGION, make_bucket, make_key_table
-
-DATABASE = "mlcycle_dev"
+from tests.functional.helpers import DATABASE
+from tests.utils import REGION, make_bucket, make_key_table
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from mlcycle.local.cloudwatch.alarms import ALARM, INSUFFICIENT, OK, AlarmEvaluator
-from tests.conftest import REGION
+from tests.utils import REGION
 
 NOW = datetime(
     2026, 11, 28, 12, 0, 30, tzinfo=UTC

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from mlcycle.example import churn
 from mlcycle.features import AthenaEngine, FeatureStore, ingest_curated, ingest_rows
-from tests.functional.conftest import DATABASE
+from tests.functional.helpers import DATABASE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

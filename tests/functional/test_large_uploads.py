@@ -16,7 +16,7 @@ from mlcycle.data import large_uploads
 from mlcycle.data.manifests import read_manifest
 from mlcycle.data.prepare import PrepareResult
 from mlcycle.example.churn import generate
-from tests.conftest import make_bucket
+from tests.utils import make_bucket
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mlcycle.config import FeatureSpec, FeatureViewSpec
 from mlcycle.features.online import OnlineStore
-from tests.conftest import REGION, make_key_table
+from tests.utils import REGION, make_key_table
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from mlcycle.config import ColumnSpec, DatasetContract, Settings
 from mlcycle.data.prepare import Upload, prepare_file, prepare_upload
 from mlcycle.example.churn import BAD_ROWS, bundled_frame, generate
-from tests.conftest import make_bucket
+from tests.utils import make_bucket
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from mlcycle.data.manifests import find_manifest, read_manifest
 from mlcycle.data.prepare import Recorders, Upload, prepare_upload
 from mlcycle.example.churn import generate
 from mlcycle.training_sets import build_training_set
-from tests.conftest import REGION, make_bucket, make_key_table
+from tests.utils import REGION, make_bucket, make_key_table
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
 

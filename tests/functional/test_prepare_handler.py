@@ -13,7 +13,7 @@ import pytest
 from mlcycle import aws
 from mlcycle.example.churn import generate
 from mlcycle.local.awslambda.invocations import LambdaContext
-from tests.conftest import REGION, make_bucket
+from tests.utils import REGION, make_bucket
 
 
 @pytest.fixture
