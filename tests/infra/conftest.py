@@ -1,92 +1,46 @@
 """One synthesized app shared by the whole infra suite.
 
-The app is built exactly as ``app.py`` builds it (cdk-nag gate included) and synthesized once per
-session with the CDK's template validation off (``CDK_VALIDATION=false``, ~10 s saved); every test module
-asserts on that one template.
+The template is the session's one gated synth (``gated_assembly``: ``mlcycle synth`` with the CDK's
+template validation, cdk-nag and cfn-lint on; tests/assembly.py), which the e2e platforms are provisioned
+from too. The app is built again here, exactly as ``app.py`` builds it and with the same settings, but not
+synthesized: its construct tree maps each construct to its logical id in that template.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.app_builder import build_app, template_path
-from infra.stack import MlcycleStack
-from mlcycle.application.settings import example_settings
-from mlcycle.config import AlertChannels, Settings
-
-ALERT_EMAIL = "ops@example.com"
-
-
-@dataclass(frozen=True)
-class Synthesized:
-    settings: Settings
-    stack: MlcycleStack
-    template: Template
-    template_path: Path
-    assembly_dir: Path
-
-    def resources(self, cfn_type: str) -> dict[str, dict[str, Any]]:
-        return {name: dict(resource) for name, resource in self.template.find_resources(cfn_type).items()}
-
-    def one(self, cfn_type: str) -> tuple[str, dict[str, Any]]:
-        found = self.resources(cfn_type)
-        assert len(found) == 1, f"expected one {cfn_type}, found {sorted(found)}"
-        return next(iter(found.items()))
-
-    def properties(self, construct: Any) -> dict[str, Any]:
-        """The Properties of the CloudFormation resource behind an L2 construct."""
-        logical_id = self.logical_id(construct)
-        resource = self.template.to_json()["Resources"][logical_id]
-        return cast(dict[str, Any], resource["Properties"])
-
-    def logical_id(self, construct: Any) -> str:
-        return self.stack.get_logical_id(construct.node.default_child)
+from infra.app_builder import build_app
+from mlcycle.config import Settings
+from tests.assembly import app_settings
+from tests.infra.synthesized import Synthesized
 
 
 @pytest.fixture(scope="session")
 def infra_settings() -> Settings:
     """The example problem's defaults with one alert subscriber; independent of any mlcycle.toml."""
-    return example_settings().model_copy(update={"alerts": AlertChannels(emails=(ALERT_EMAIL,))})
+    return app_settings()
 
 
 @pytest.fixture(scope="session")
-def synthesized(infra_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CDK_VALIDATION", "false")
-        env.setenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-        app, stack = build_app(infra_settings, outdir=outdir)
-        assembly = app.synth()  # cdk-nag runs here: an unacknowledged finding fails the whole suite
-        yield Synthesized(
-            settings=infra_settings,
-            stack=stack,
-            template=Template.from_stack(stack),
-            template_path=template_path(assembly, stack),
-            assembly_dir=Path(assembly.directory),
-        )
-
-
-def definition(synthesized: Synthesized) -> dict[str, Any]:
-    """The state machine's definition as JSON, each CloudFormation token replaced by ``"<token>"``."""
-    machine = {"Properties": synthesized.properties(synthesized.stack.training.state_machine)}
-    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    text = "".join(part if isinstance(part, str) else "<token>" for part in parts)
-    parsed: dict[str, Any] = json.loads(text)
-    return parsed
-
-
-def function_by_handler(synthesized: Synthesized, handler: str) -> dict[str, Any]:
-    matches = [
-        fn
-        for fn in synthesized.resources("AWS::Lambda::Function").values()
-        if fn["Properties"].get("Handler") == handler
-    ]
-    assert len(matches) == 1, f"expected one function with handler {handler}"
-    return matches[0]
+def synthesized(
+    infra_settings: Settings, gated_assembly: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Synthesized:
+    _, stack = build_app(infra_settings, outdir=tmp_path_factory.mktemp("cdk.tree"))
+    template_path = gated_assembly / stack.template_file
+    template = json.loads(template_path.read_text())
+    # The tree and the template are the same app: every resource of one has its logical id in the other.
+    built = {stack.get_logical_id(c) for c in stack.node.find_all() if isinstance(c, cdk.CfnResource)}
+    assert built == set(template["Resources"]), "the construct tree and the gated template differ"
+    return Synthesized(
+        settings=infra_settings,
+        stack=stack,
+        template=Template.from_json(template),
+        template_path=template_path,
+        assembly_dir=gated_assembly,
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tests.infra.conftest import ALERT_EMAIL, Synthesized
+from tests.assembly import ALERT_EMAIL
+from tests.infra.synthesized import Synthesized
 
 
 def test_topics_are_kms_encrypted_and_tls_only(synthesized: Synthesized) -> None:

@@ -16,7 +16,7 @@ import pytest
 from infra.allow_list import BundleError, domain_modules, import_closure
 from infra.bundling import REPO_ROOT, SOURCEDIR_ARCHIVE, LambdaBundle, SourceDirBundle, with_imports
 from mlcycle.config import BUNDLED_CONFIG_FILE, Settings, settings_from_json
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesized import Synthesized
 
 
 def _assets(synthesized: Synthesized) -> dict[str, Any]:

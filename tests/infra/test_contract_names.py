@@ -11,7 +11,7 @@ import pytest
 from mlcycle import runtime
 from mlcycle.application.platform import Platform
 from mlcycle.names import EVENT_SOURCE, Env, EventType, Output
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesized import Synthesized
 
 
 def _handlers(synthesized: Synthesized) -> dict[str, dict[str, Any]]:

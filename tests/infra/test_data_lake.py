@@ -5,7 +5,7 @@ from aws_cdk.assertions import Match
 from infra.data_lake import DataLake
 from mlcycle.config import Settings
 from tests.infra.bare import arn, bare_stack, granted, grantee
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesized import Synthesized
 
 
 def test_key_rotates_and_is_retained(synthesized: Synthesized) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.infra.conftest import Synthesized, function_by_handler
+from tests.infra.synthesized import Synthesized, function_by_handler
 
 
 def test_error_rate_and_latency_alarms_watch_the_production_variant(synthesized: Synthesized) -> None:

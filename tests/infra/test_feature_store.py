@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.infra.conftest import Synthesized, function_by_handler
+from tests.infra.synthesized import Synthesized, function_by_handler
 
 
 def _glue_table(synthesized: Synthesized, name: str) -> dict[str, Any]:

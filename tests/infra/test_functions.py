@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mlcycle.names import Env
-from tests.infra.conftest import Synthesized, function_by_handler
+from tests.infra.synthesized import Synthesized, function_by_handler
 
 HANDLERS = {
     "functions.prepare_data.handler": {

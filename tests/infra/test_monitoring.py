@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesized import Synthesized
 
 
 def test_failed_training_alarms_to_the_alerts_topic(synthesized: Synthesized) -> None:

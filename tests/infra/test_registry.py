@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.infra.conftest import Synthesized, function_by_handler
+from tests.infra.synthesized import Synthesized, function_by_handler
 
 
 def test_model_package_group_is_named_from_settings(synthesized: Synthesized) -> None:

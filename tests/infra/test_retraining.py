@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesized import Synthesized
 
 
 def test_custom_bus_is_named_from_the_prefix(synthesized: Synthesized) -> None:

@@ -8,7 +8,7 @@ from aws_cdk import aws_iam as iam
 from infra.serving import Serving
 from mlcycle.config import Settings
 from tests.infra.bare import arn, bare_stack, granted, grantee, siblings
-from tests.infra.conftest import Synthesized, function_by_handler
+from tests.infra.synthesized import Synthesized, function_by_handler
 
 
 def _rule(synthesized: Synthesized) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from infra.training_pipeline import TrainingPipeline, training_job_name_prefix
 from mlcycle.config import Settings
 from mlcycle.example.churn import default_problem
 from tests.infra.bare import arn, bare_stack, granted, grantee, siblings
-from tests.infra.conftest import Synthesized, definition
+from tests.infra.synthesized import Synthesized, definition
 
 
 @pytest.fixture(scope="module")
