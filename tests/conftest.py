@@ -109,16 +109,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: _rank(item.nodeid))
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: pytest -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``-n N --dist loadgroup`` (``make test``): xdist's load-scope scheduling over :func:`_work_unit`'s
-    units, handed out in the collection's order (see :func:`_rank`).
+    """``-n N`` (``make test``): xdist's load-scope scheduling over :func:`_work_unit`'s units, handed out in
+    the collection's order (see :func:`_rank`). xdist's default, one test at a time to any worker, would
+    split a module's platform over workers and break its cases' order; ``--dist loadfile`` and
+    ``loadscope`` are safe too, but leave the infra tests to build a construct tree per worker.
 
-    The groups are ours, by path, not ``xdist_group`` marks: xdist passes a mark's group to the
-    scheduler by rewriting the test's node id, which pytest 9.2 no longer lets a plugin do
+    The units are ours, by path, not ``xdist_group`` marks (``--dist loadgroup``): xdist passes a mark's
+    group to the scheduler by rewriting the test's node id, which pytest 9.2 no longer lets a plugin do
     (pytest-dev/pytest-xdist#1386: the marks are silently ignored).
     """
-    if config.getvalue("dist") != "loadgroup":
+    if config.getvalue("dist") not in ("load", "loadgroup"):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
