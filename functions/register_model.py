@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from mlcycle import aws, events, registry, runtime
 from mlcycle import lineage as mlcycle_lineage
 from mlcycle.config import Settings
-from mlcycle.names import EventType
+from mlcycle.names import MODEL_FAULT_ENV, EventType
+from mlcycle.pipeline_runs import FaultInjection
 
 logger = Logger()
 tracer = Tracer()
@@ -41,12 +42,16 @@ class Request(BaseModel):
     execution_arn: str = ""
     evaluation_job_name: str = ""
     training_set: TrainingSetRef
+    #: A run started with fault injection registers a deliberately broken model (named on the package).
+    fault_injection: FaultInjection | None = None
 
 
 def lineage(request: Request, settings: Settings) -> dict[str, str]:
     """What produced the model: data (the manifest names the data versions), code (added by the registry
     from the job), parameters and the run."""
+    faults = request.fault_injection
     return {
+        **({"fault_injection": f"model_error_rate={faults.model_error_rate}"} if faults else {}),
         "training_job": request.training_job_name,
         "evaluation_job": request.evaluation_job_name,
         "training_set_id": request.training_set.training_set_id,
@@ -66,7 +71,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = registry.read_training_job(
         sagemaker, aws.client("s3"), request.training_job_name, request.evaluation_prefix
     )
-    registration = registry.register(settings, result, lineage(request, settings), sagemaker=sagemaker)
+    faults = request.fault_injection
+    registration = registry.register(
+        settings,
+        result,
+        lineage(request, settings),
+        sagemaker=sagemaker,
+        container_environment={MODEL_FAULT_ENV: str(faults.model_error_rate)} if faults else None,
+    )
     if env.lineage_table:
         mlcycle_lineage.record_model(
             mlcycle_lineage.LineageStore(env.lineage_table, client=aws.client("dynamodb")),

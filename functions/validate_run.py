@@ -33,6 +33,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         execution_name=request.execution_name,
         dataset=request.input.dataset,
         poll_seconds=request.input.poll_seconds,
+        fault_injection=request.input.fault_injection,
         s3=aws.client("s3"),
         sagemaker=aws.client("sagemaker"),
         artifacts_bucket=env.artifacts_bucket,

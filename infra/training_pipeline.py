@@ -502,6 +502,7 @@ class TrainingPipeline(Construct):
                 "evaluation_prefix": self._job_uri("evaluation"),
                 "training_set": sfn.JsonPath.object_at("$.training_set"),
                 "execution_arn": sfn.JsonPath.execution_id,
+                "fault_injection": sfn.JsonPath.object_at("$.run.fault_injection"),
             },
             "$.registration",
         )

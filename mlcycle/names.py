@@ -89,3 +89,7 @@ class EventType(StrEnum):
 SAGEMAKER_SOURCE = "aws.sagemaker"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+
+#: On a model's inference container: the share of predictions that fail on purpose (fault injection for
+#: testing the deployment guardrails; pipelines/inference.py reads it under the same name).
+MODEL_FAULT_ENV = "MLCYCLE_FAULT_MODEL_ERROR_RATE"

@@ -24,11 +24,20 @@ RUNS_PREFIX = "runs/"
 FAILURES_PREFIX = "failures/"
 
 
+class FaultInjection(BaseModel):
+    """A run that trains a deliberately broken model, to test the deployment guardrails end to end: the
+    model it registers fails this share of its predictions once it serves (a 500, as a broken model gives),
+    so the rollback alarms must take it back. Named on the model package, so it is never hidden."""
+
+    model_error_rate: float = Field(gt=0, le=1)
+
+
 class PipelineInput(BaseModel):
     """What a caller may pass when starting the training pipeline."""
 
     dataset: str | None = None
     poll_seconds: int = Field(default=30, ge=1, le=3600)
+    fault_injection: FaultInjection | None = None
 
 
 class PipelineRequest(BaseModel):
@@ -84,6 +93,7 @@ def start_run(
     execution_name: str,
     dataset: str | None,
     poll_seconds: int,
+    fault_injection: FaultInjection | None = None,
     s3: S3Client,
     sagemaker: SageMakerClient,
     artifacts_bucket: str,
@@ -107,6 +117,8 @@ def start_run(
         "poll_seconds": poll_seconds,
         "run_prefix": f"s3://{artifacts_bucket}/{prefix}",
         "champion_version": champion["version"] if champion else None,
+        # Handed to the register step as is (null when none was asked for).
+        "fault_injection": fault_injection.model_dump() if fault_injection else None,
     }
 
 

@@ -191,8 +191,10 @@ def register(
     lineage: dict[str, str],
     *,
     sagemaker: SageMakerClient,
+    container_environment: Mapping[str, str] | None = None,
 ) -> Registration:
-    """Gate, tests, champion comparison, then one ``CreateModelPackage`` with everything attached."""
+    """Gate, tests, champion comparison, then one ``CreateModelPackage`` with everything attached
+    (``container_environment`` is added to the inference container's)."""
     value = quality_gate(settings, result.metrics)
     if result.model_tests and not result.model_tests.get("passed", False):
         # The pipeline's gate stops before this step; a direct caller must not get around it either.
@@ -207,7 +209,8 @@ def register(
         # Same job -> same token: a retried step cannot register the model twice.
         ClientToken=hashlib.sha256(result.job_name.encode()).hexdigest()[:36],
         InferenceSpecification=cast(
-            "InferenceSpecificationTypeDef", _inference_specification(settings, result)
+            "InferenceSpecificationTypeDef",
+            _inference_specification(settings, result, container_environment or {}),
         ),
         **_reports(result),
         CustomerMetadataProperties=package_metadata(result, lineage),
@@ -224,7 +227,9 @@ def register(
     )
 
 
-def _inference_specification(settings: Settings, result: TrainingJobResult) -> dict[str, Any]:
+def _inference_specification(
+    settings: Settings, result: TrainingJobResult, environment: Mapping[str, str]
+) -> dict[str, Any]:
     return {
         "Containers": [
             {
@@ -233,6 +238,7 @@ def _inference_specification(settings: Settings, result: TrainingJobResult) -> d
                 "Environment": {
                     "SAGEMAKER_PROGRAM": "inference.py",
                     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    **environment,
                 },
             }
         ],

@@ -31,6 +31,8 @@ import csv
 import io
 import json
 import math
+import os
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,10 @@ ACCEPTED = (JSON, CSV, JSONLINES, NPY)
 _MISSING_TEXT = frozenset({"", "nan", "NaN", "NA", "null", "None"})
 #: Up to this many rows the compiled booster walks all trees at once (measured crossover, one thread: ~150).
 SMALL_BATCH = 128
+#: Fault injection, for testing deployment guardrails: the share of predictions that fail as a broken model
+#: would (set on the model's container by a training run started with ``fault_injection``; see
+#: mlcycle.pipeline_runs.FaultInjection). Unset in normal use.
+FAULT_ENV = "MLCYCLE_FAULT_MODEL_ERROR_RATE"
 
 
 class ClientError(ValueError):
@@ -73,10 +79,15 @@ class Prediction:
         return Prediction(self.labels[start:stop], proba)
 
 
+class InjectedFault(RuntimeError):
+    """A prediction failed on purpose (:data:`FAULT_ENV`): the model fails as a broken one would."""
+
+
 class Model:
     """The fitted pipeline, its schema (feature -> numeric | categorical), and a NumPy fast path."""
 
-    def __init__(self, pipeline: Any, schema: dict[str, Any]) -> None:
+    def __init__(self, pipeline: Any, schema: dict[str, Any], *, fault_rate: float = 0.0) -> None:
+        self.fault_rate = fault_rate
         self.pipeline = pipeline
         self.schema = schema
         self.kinds: dict[str, str] = dict(schema["features"])
@@ -86,6 +97,8 @@ class Model:
         self._booster = _Booster.compile(pipeline[-1]) if self._matrix is not None else None
 
     def predict(self, columns: dict[str, np.ndarray]) -> Prediction:
+        if self.fault_rate and random.random() < self.fault_rate:
+            raise InjectedFault(f"injected fault ({FAULT_ENV}={self.fault_rate})")
         estimator, data = self._inputs(columns)
         if self._booster is not None:
             return self._booster.predict(data, classifier=self.classifier)
@@ -105,7 +118,8 @@ class Model:
 def model_fn(model_dir: str) -> Model:
     root = Path(model_dir)
     schema = json.loads((root / "schema.json").read_text())
-    model = Model(joblib.load(root / "model.joblib"), schema)
+    fault_rate = float(os.environ.get(FAULT_ENV) or 0.0)
+    model = Model(joblib.load(root / "model.joblib"), schema, fault_rate=fault_rate)
     # One thread per request: the servers run a worker per core, and the booster's OpenMP threads would
     # otherwise fight each other and the other workers for the same cores (20x slower under load, measured).
     # After loading: threadpoolctl limits only the libraries already loaded, and unpickling loads OpenMP.

@@ -69,7 +69,7 @@ def gated_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 #: Tests that start an embedded AWS (moto in server mode) in the test process.
 _EMBEDDED = ("tests/e2e/", "tests/functional/local/", "tests/functional/test_query.py")
 #: Tests that only drive an embedded AWS in another process (the `mlcycle local` daemon).
-_DAEMON = ("tests/e2e/test_local_service.py",)
+_DAEMON = ("tests/e2e/test_local_service.py", "tests/e2e/test_guarded_deployments.py")
 
 
 def _rank(nodeid: str) -> int:

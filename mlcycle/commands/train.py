@@ -18,6 +18,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     pipeline_input: dict[str, Any] = {"poll_seconds": poll}
     if args.dataset:
         pipeline_input["dataset"] = args.dataset
+    if args.inject_model_errors is not None:
+        pipeline_input["fault_injection"] = {"model_error_rate": args.inject_model_errors}
     arn = cycle.start_training(sfn, connection.platform, pipeline_input)
     print(f"started {arn}")
     if not args.wait:
@@ -29,6 +31,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         f"{registration.get('metric')} = {registration.get('value')}"
     )
     return 0
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share in (0, 1]")
+    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -44,4 +53,12 @@ def add_parser(subparsers: Any) -> None:
         help="how often the pipeline polls the training job (default: 1 locally, 30 in AWS)",
     )
     train.add_argument("--timeout", type=float, default=3600, help="--wait gives up after this many seconds")
+    train.add_argument(
+        "--inject-model-errors",
+        type=_rate,
+        metavar="SHARE",
+        help="fault injection, to test the deployment guardrails: the model this run registers fails this "
+        "share (0 < SHARE <= 1) of its predictions once deployed, so the rollback alarms should take it back "
+        "(the model package says so in its metadata)",
+    )
     train.set_defaults(func=cmd_train)

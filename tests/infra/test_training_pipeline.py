@@ -167,6 +167,7 @@ def test_lambda_tasks_pass_what_the_handlers_expect(states: dict[str, Any]) -> N
         assert states[name]["ResultPath"] == result
     register = states["RegisterModel"]["Parameters"]
     assert register["training_set.$"] == "$.training_set"
+    assert register["fault_injection.$"] == "$.run.fault_injection"  # what ValidateRun returned
     assert register["training_job_name.$"].startswith("States.Format(")
     assert register["evaluation_prefix.$"] == states["CheckModelTests"]["Parameters"]["evaluation_prefix.$"]
     for name in ("ValidateRun", "BuildTrainingSet", "CheckModelTests", "RegisterModel", "ReportFailure"):

@@ -193,3 +193,21 @@ def test_requests_predicted_together_get_the_answers_they_get_alone(model: Any) 
             assert result == inference.transform_fn(model, body, content_type, accept), case
         else:
             assert isinstance(result, inference.ClientError) and result.status == status, case
+
+
+def test_fault_injection_fails_the_share_of_predictions_it_names(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the model's container asks for every prediction to fail (mlcycle train --inject-model-errors 1)
+    from mlcycle.names import MODEL_FAULT_ENV
+
+    assert inference.FAULT_ENV == MODEL_FAULT_ENV  # the name the register step sets
+    monkeypatch.setenv(MODEL_FAULT_ENV, "1")
+    broken = inference.model_fn(str(example_model_dir(tmp_path, settings)))
+    # THEN a valid request fails as the model itself failing (a 500), while a client's mistake is still a 4xx
+    with pytest.raises(inference.InjectedFault):
+        inference.transform_fn(broken, CSV_ROW, CSV, JSON)
+    assert inference.transform_many(broken, [("", CSV, JSON)])[0].status == 400
+    # AND without the variable the same model predicts
+    monkeypatch.delenv(MODEL_FAULT_ENV)
+    assert inference.model_fn(str(example_model_dir(tmp_path, settings))).fault_rate == 0.0

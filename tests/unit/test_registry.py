@@ -72,3 +72,31 @@ def test_start_run_refuses_tests_on_unknown_features(settings: Settings) -> None
         "directional check on 'contract', which is not numeric",
         "sensitive attribute 'nope' is not a feature",
     ]
+
+
+def test_a_fault_injected_run_reaches_the_model_container_and_says_so(settings: Settings) -> None:
+    from functions.register_model import Request, lineage
+    from mlcycle.pipeline_runs import PipelineInput
+
+    # GIVEN a run started with fault injection, as `mlcycle train --inject-model-errors 0.5` starts it
+    given = PipelineInput.model_validate({"fault_injection": {"model_error_rate": 0.5}})
+    assert given.fault_injection is not None and given.fault_injection.model_error_rate == 0.5
+    with pytest.raises(ValueError, match="greater than 0"):
+        PipelineInput.model_validate({"fault_injection": {"model_error_rate": 0}})
+    # WHEN the register step gets it (null when none was asked for)
+    ref = {"training_set_id": "t", "manifest_uri": "s3://b/m.json"}
+    request = Request.model_validate(
+        {"training_job_name": "j", "evaluation_prefix": "s3://b/e", "training_set": ref}
+        | {"fault_injection": given.fault_injection.model_dump()}
+    )
+    # THEN the package's lineage names it, so a broken model is never mistaken for a real one
+    assert lineage(request, settings)["fault_injection"] == "model_error_rate=0.5"
+    plain = Request.model_validate(
+        {
+            "training_job_name": "j",
+            "evaluation_prefix": "s3://b/e",
+            "training_set": ref,
+            "fault_injection": None,
+        }
+    )
+    assert "fault_injection" not in lineage(plain, settings)
