@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing mlcycle and its tools into $(VENV) (first run takes about 2 minutes)"
 	@$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v 'is ignored' || true
-	@$(BIN)/pip install --quiet -e '.[cdk,dev]' 2>&1 | grep -v 'is ignored' || true
-	@$(BIN)/python -c "import mlcycle, aws_cdk, moto, sklearn, importlinter" && touch $(STAMP)
+	@$(BIN)/pip install --quiet -e '.[cdk,dev,sagemaker]' 2>&1 | grep -v 'is ignored' || true
+	@$(BIN)/python -c "import mlcycle, aws_cdk, moto, sklearn, importlinter, sagemaker.core" && touch $(STAMP)
 
 install: $(STAMP)
 
