@@ -124,7 +124,7 @@ def uninstall_endpoints(ctx: LocalContext) -> None:
         threads, state.threads = state.threads, []
     for thread in threads:
         thread.join(timeout=servers.server_start_timeout)
-    endpoints.flush_capture()
+    endpoints.flush_capture(final=True)
     with state.lock:
         live, state.live = list(state.live.values()), {}
     for endpoint in live:

@@ -58,31 +58,60 @@ class CaptureSettings:
 
 
 @dataclass
-class CaptureBuffer:
-    """Capture lines waiting for the next flush, grouped by S3 hour prefix."""
+class PendingCapture:
+    """Capture lines of one S3 hour prefix waiting to be written, and how many writes of them failed."""
 
-    pending: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
+    entries: list[tuple[datetime, str]] = field(default_factory=list)
+    failed_writes: int = 0
+
+
+@dataclass
+class CaptureBuffer:
+    """Capture lines waiting for the next flush, grouped by S3 hour prefix. Lines whose write failed go
+    back in (:meth:`put_back`) for the next flush: a failed write never drops them."""
+
+    pending: dict[str, PendingCapture] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, prefix: str, when: datetime, line: str) -> None:
         with self.lock:
-            self.pending.setdefault(prefix, []).append((when, line))
+            self.pending.setdefault(prefix, PendingCapture()).entries.append((when, line))
 
-    def take(self) -> dict[str, list[tuple[datetime, str]]]:
+    def take(self) -> dict[str, PendingCapture]:
         with self.lock:
             taken, self.pending = self.pending, {}
         return taken
 
+    def put_back(self, prefix: str, batch: PendingCapture) -> None:
+        with self.lock:
+            waiting = self.pending.setdefault(prefix, PendingCapture())
+            waiting.entries[:0] = batch.entries
+            waiting.failed_writes = max(waiting.failed_writes, batch.failed_writes)
+
 
 def capture_record(
-    settings: CaptureSettings, request: Invocation, body: bytes, content_type: str, when: datetime
+    settings: CaptureSettings,
+    request: Invocation,
+    body: bytes,
+    content_type: str,
+    when: datetime,
+    *,
+    status: int = 200,
 ) -> dict[str, Any]:
+    """One line of SageMaker's capture JSONL. A failed invocation (``status`` not 2xx) keeps its answer
+    (the error body) as the output and its status as ``eventMetadata.invocationStatus``: an mlcycle
+    extension, since SageMaker captures successful invocations only."""
     capture: dict[str, Any] = {}
     if settings.capture_input:
         capture["endpointInput"] = settings.encode(request.body, request.content_type, "INPUT")
     if settings.capture_output:
         capture["endpointOutput"] = settings.encode(body, content_type, "OUTPUT")
-    metadata = {"eventId": str(uuid.uuid4()), "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    metadata: dict[str, Any] = {
+        "eventId": str(uuid.uuid4()),
+        "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     if request.inference_id:
         metadata["inferenceId"] = request.inference_id
+    if not 200 <= status < 300:
+        metadata["invocationStatus"] = status
     return {"captureData": capture, "eventMetadata": metadata, "eventVersion": "0"}

@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between capture flushes (read on every cycle, so tests and demos may change it at run time).
 capture_flush_seconds: float = 2.0
+#: Failed writes of the same capture records before they are kept on disk instead (see flush_capture).
+capture_write_attempts: int = 5
+#: Under the work directory: capture records S3 did not take, by the key they were meant for.
+UNDELIVERED_CAPTURE = "capture-undelivered"
 
 
 @dataclass
@@ -204,24 +208,48 @@ def endpoint_servers(
         return list(live.servers.values()) if live else []
 
 
-def flush_capture() -> int:
-    """Write every buffered capture record to S3 now; returns the number of files written."""
+def flush_capture(*, final: bool = False) -> int:
+    """Write every buffered capture record to S3 now; returns the number of files written.
+
+    A failed write puts its records back for the next flush. After :data:`capture_write_attempts` failed
+    writes, or on the last flush (``final``: the endpoint or the embedded AWS stops), they are kept in a
+    file under the work directory instead, and the log names it: never dropped, never silently."""
     state = context.installed_or_none(EndpointsState)
     if state is None:
         return 0
     written = 0
     s3 = s3_client(state.ctx)
-    for prefix, entries in state.buffer.take().items():
-        first = min(when for when, _ in entries)
+    for prefix, batch in state.buffer.take().items():
+        first = min(when for when, _ in batch.entries)
         key_uri = f"{prefix}/{first:%M-%S}-{first.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
         bucket, key = split_s3_uri(key_uri)
-        body = "".join(line + "\n" for _, line in sorted(entries, key=lambda entry: entry[0]))
+        body = "".join(line + "\n" for _, line in sorted(batch.entries, key=lambda entry: entry[0]))
         try:
             s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/jsonlines")
             written += 1
-        except Exception:  # a missing bucket must not take the endpoint down; AWS drops them too
-            log.warning("could not write data capture to %s", key_uri, exc_info=True)
+        except Exception as error:  # a missing bucket must not take the endpoint down
+            batch.failed_writes += 1
+            if final or batch.failed_writes >= capture_write_attempts:
+                kept = _keep_undelivered(state, key, body)
+                log.error(
+                    "could not write data capture to %s (%s): %d records kept in %s",
+                    key_uri,
+                    error,
+                    len(batch.entries),
+                    kept,
+                )
+            else:
+                log.warning("could not write data capture to %s (%s): will retry", key_uri, error)
+                state.buffer.put_back(prefix, batch)
     return written
+
+
+def _keep_undelivered(state: EndpointsState, key: str, body: str) -> str:
+    path = state.ctx.work_dir / UNDELIVERED_CAPTURE / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as kept:
+        kept.write(body)
+    return str(path)
 
 
 def flush_loop(state: EndpointsState) -> None:

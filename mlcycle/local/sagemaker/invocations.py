@@ -68,6 +68,9 @@ def invoke(account: str, region: str, request: Invocation) -> _Response:
         publish_metrics(
             account, region, live.name, server.variant, status=502, model_seconds=None, started=started
         )
+        _capture(
+            state, live, server, request, body=str(error).encode(), content_type="text/plain", status=502
+        )
         message = f"model server for variant {server.variant} did not answer ({error}); see {server.log_path}"
         return _error(424, "ModelError", message, OriginalStatusCode=502, OriginalMessage=str(error))
     model_seconds = time.perf_counter() - started
@@ -129,6 +132,7 @@ def _answer(
 ) -> _Response:
     body = answer.data
     content_type = answer.headers.get("Content-Type", "application/octet-stream")
+    _capture(state, live, server, request, body=body, content_type=content_type, status=answer.status)
     if answer.status >= 400:
         kind = "client" if answer.status < 500 else "server"
         text = body.decode("utf-8", "replace")
@@ -137,17 +141,32 @@ def _answer(
             f"See {server.log_path} for more information."
         )
         return _error(424, "ModelError", message, OriginalStatusCode=answer.status, OriginalMessage=text)
-    capture = live.capture
-    if capture is not None and random.uniform(0, 100) < capture.sampling_percentage:
-        when = datetime.now(UTC)
-        record = capture_record(capture, request, body, content_type, when)
-        prefix = f"{capture.destination}/{live.name}/{server.variant}/{when:%Y/%m/%d/%H}"
-        state.buffer.add(prefix, when, json.dumps(record, separators=(",", ":")))
     headers = {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": server.variant}
     attributes = answer.headers.get("X-Amzn-SageMaker-Custom-Attributes")
     if attributes:
         headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
     return 200, headers, body
+
+
+def _capture(
+    state: EndpointsState,
+    live: LiveEndpoint,
+    server: ModelServer,
+    request: Invocation,
+    *,
+    body: bytes,
+    content_type: str,
+    status: int,
+) -> None:
+    """Buffer the exchange's capture record when the endpoint captures and this one is sampled. A failed
+    invocation is captured too, with its status: the monitors count errors from what they read."""
+    capture = live.capture
+    if capture is None or random.uniform(0, 100) >= capture.sampling_percentage:
+        return
+    when = datetime.now(UTC)
+    record = capture_record(capture, request, body, content_type, when, status=status)
+    prefix = f"{capture.destination}/{live.name}/{server.variant}/{when:%Y/%m/%d/%H}"
+    state.buffer.add(prefix, when, json.dumps(record, separators=(",", ":")))
 
 
 def invoke_endpoint_response_patch(self: Any) -> _Response:
