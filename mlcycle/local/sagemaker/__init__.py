@@ -1,7 +1,8 @@
 """SageMaker in the embedded AWS, on moto's SageMaker backend (so boto3, the Step Functions tasks and
 CloudFormation all count): training jobs and processing jobs run as local processes laid out like the
-scikit-learn container (training, processing; their bookkeeping in jobs), endpoints are live model
-servers (endpoints, invocations), and the model registry emits its approval events (registry_events).
+scikit-learn container (training, processing; their bookkeeping in jobs), batch transform jobs run
+through a local model server (transform, records), endpoints are live model servers (endpoints,
+invocations), and the model registry emits its approval events (registry_events).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mlcycle.local.sagemaker import (
     rollouts,
     servers,
     training,
+    transform,
 )
 from mlcycle.local.sagemaker.endpoints import EndpointsState
 from mlcycle.local.sagemaker.jobs import JobsState, join_threads
@@ -52,6 +54,7 @@ def install(ctx: LocalContext) -> None:
     patches.replace(
         Backend, "stop_processing_job", processing.stop_processing_job_patch(Backend.stop_processing_job)
     )
+    install_transform_jobs(patches)
     patches.replace(
         Backend,
         "create_model_package",
@@ -63,6 +66,22 @@ def install(ctx: LocalContext) -> None:
         registry_events.update_model_package_patch(Backend.update_model_package),
     )
     install_endpoints(ctx)
+
+
+def install_transform_jobs(patches: MethodPatches) -> None:
+    """Batch transform jobs run (moto completes them at once), stop, describe and list as in AWS."""
+    from moto.sagemaker.models import SageMakerModelBackend as Backend
+    from moto.sagemaker.responses import SageMakerResponse as Response
+
+    for owner, name, patch in (
+        (Backend, "create_transform_job", transform.create_transform_job_patch),
+        (Backend, "describe_transform_job", transform.describe_transform_job_patch),
+        (Backend, "list_transform_jobs", transform.list_transform_jobs_patch),
+        (Response, "list_transform_jobs", transform.list_transform_jobs_response_patch),
+    ):
+        patches.replace(owner, name, patch(getattr(owner, name)))
+    patches.replace(Backend, "stop_transform_job", transform.stop_transform_job_patch)
+    patches.replace(Response, "stop_transform_job", transform.stop_transform_job_response_patch)
 
 
 def running_jobs() -> list[str]:

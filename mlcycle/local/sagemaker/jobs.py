@@ -21,13 +21,20 @@ FAILURE_REASON_LIMIT = 1024
 #: Hyperparameters the SageMaker SDK adds for the framework; the toolkit keeps them out of the user's args.
 FRAMEWORK_PREFIX = "sagemaker_"
 PYTHON = re.compile(r"^(?:/usr(?:/local)?/bin/)?python(?:3(?:\.\d+)?)?$")
+JobKind = Literal["training", "processing", "transform"]
+#: Each kind's directory under the work dir.
+_JOB_DIRS: dict[JobKind, str] = {
+    "training": "jobs",
+    "processing": "processing-jobs",
+    "transform": "transform-jobs",
+}
 
 
 @dataclass
 class JobRun:
     """A job this module is running (or ran): its thread, its stop switch, its directory."""
 
-    kind: Literal["training", "processing"]
+    kind: JobKind
     name: str
     root: Path
     stop: threading.Event = field(default_factory=threading.Event)
@@ -58,10 +65,10 @@ def start_run(state: JobsState, run: JobRun, target: Callable[[], None]) -> None
     run.thread.start()
 
 
-def job_root(state: JobsState | None, kind: Literal["training", "processing"], name: str) -> Path:
+def job_root(state: JobsState | None, kind: JobKind, name: str) -> Path:
     """Where a job's container layout lives (tests and debugging pass ``None``: the installed instance)."""
     state = state or jobs_state()
-    return state.ctx.work_dir / ("jobs" if kind == "training" else "processing-jobs") / name
+    return state.ctx.work_dir / _JOB_DIRS[kind] / name
 
 
 def base_env(ctx: LocalContext) -> dict[str, str]:

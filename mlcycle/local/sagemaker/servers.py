@@ -148,12 +148,14 @@ def start_server(
     *,
     http: urllib3.PoolManager,
     stop: threading.Event,
+    environment: Mapping[str, str] | None = None,
 ) -> ModelServer:
-    """Stage one production variant's model and start its server; returns once /ping answers."""
+    """Stage one production variant's model and start its server; returns once /ping answers.
+    ``environment`` is laid over the container's (a transform job's ``Environment``, as SageMaker does)."""
     container = _container(backend, variant["ModelName"])
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    environment = _stage_model(ctx, container, directory)
+    environment = {**_stage_model(ctx, container, directory), **(environment or {})}
     port = free_port()
     argv = [
         ctx.python,
