@@ -1,8 +1,10 @@
 """EventBridge (SageMaker Endpoint State Change, our endpoint InService) -> how the deployment ended.
 
-A deployment that reached the endpoint emits ``ModelDeployed``; one that SageMaker rolled back (an alarm
-fired during the canary, or the new fleet failed) is recorded in the lineage store and on the model
-package, and emits ``DeploymentRolledBack`` naming the alarm. The previous model keeps serving.
+Once a deployment concluded, the endpoint's variant gets its target-tracking autoscaling (provisioned
+endpoints; serverless ones scale themselves). A deployment that reached the endpoint emits
+``ModelDeployed``; one that SageMaker rolled back (an alarm fired during the canary, or the new fleet
+failed) is recorded in the lineage store and on the model package, and emits ``DeploymentRolledBack``
+naming the alarm. The previous model keeps serving.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     result = deployment.outcome(settings, dict(event.detail), sagemaker=sagemaker)
     if result is None:
         return {"outcome": None}
+    # Either way the endpoint is InService with our variant: its capacity follows the settings.
+    if deployment.ensure_autoscaling(settings, autoscaling=aws.client("application-autoscaling")):
+        logger.info("autoscaling configured", extra={"resource": deployment.scaling_resource(settings)})
     detail = asdict(result)
     if result.outcome == "rolled_back":
         if env.lineage_table:

@@ -109,6 +109,8 @@ class Serving(Construct):
         bus.grant_put_events_to(fn)
         registry.grant_annotate(fn)
         self.grant_conclude_deployments(fn)
+        if settings.serving.serverless is None:  # SageMaker scales serverless endpoints itself
+            self.grant_scale_endpoint(fn)
         self._acknowledge_dead_letters(fn)
         self.state_changed = events.Rule(
             self,
@@ -163,6 +165,56 @@ class Serving(Construct):
             "sagemaker:ListTags",
             "sagemaker:DeleteTags",
         )
+
+    def grant_scale_endpoint(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Register the endpoint's variant with Application Auto Scaling and put its target-tracking policy
+        (mlcycle.deployment.ensure_autoscaling). No CDK grant exists for a target created at run time."""
+        stack, endpoint = cdk.Stack.of(self), self._settings.endpoint_name
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=[
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:DescribeScalingPolicies",
+                "cloudwatch:DescribeAlarms",
+            ],
+            resource_arns=["*"],
+        )
+        # Target tracking creates and deletes its alarms with the caller's permissions, under this name.
+        alarms = stack.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=f"TargetTracking-endpoint/{endpoint}/*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+            resource_arns=[alarms],
+        )
+        service = "sagemaker.application-autoscaling.amazonaws.com"
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["iam:CreateServiceLinkedRole"],
+            resource_arns=[
+                stack.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name=f"aws-service-role/{service}/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+                )
+            ],
+            conditions={"StringLike": {"iam:AWSServiceName": service}},
+        )
+        acknowledge(
+            grantee_scope(grantee),
+            "AwsSolutions-IAM5[Resource::*]",
+            iam5_arn(self, "cloudwatch", f"alarm:TargetTracking-endpoint/{endpoint}/*"),
+            reason="Application Auto Scaling's actions and DescribeAlarms have no resource-level "
+            "permissions; target tracking names its alarms after the endpoint at run time.",
+        )
+        return grant
 
     def _grant(self, grantee: iam.IGrantable, *actions: str) -> iam.Grant:
         grant = iam.Grant.add_to_principal(

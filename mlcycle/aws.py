@@ -19,6 +19,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
     from mypy_boto3_athena import AthenaClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
@@ -30,13 +31,19 @@ if TYPE_CHECKING:
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 #: The services the domain calls, each with its overload of :data:`client`.
-Service = Literal["athena", "dynamodb", "events", "glue", "s3", "sagemaker", "stepfunctions"]
+Service = Literal[
+    "application-autoscaling", "athena", "dynamodb", "events", "glue", "s3", "sagemaker", "stepfunctions"
+]
 
 
 class _Clients:
     """:data:`client`: ``client(service, region=None)`` and ``client.cache_clear()``, as ``functools.cache``
     offers them, with a return type per service."""
 
+    @overload
+    def __call__(
+        self, service: Literal["application-autoscaling"], region: str | None = None
+    ) -> ApplicationAutoScalingClient: ...
     @overload
     def __call__(self, service: Literal["athena"], region: str | None = None) -> AthenaClient: ...
     @overload

@@ -158,6 +158,14 @@ class DeploymentPolicy(_Model):
         return self
 
 
+class ServerlessCapacity(_Model):
+    """SageMaker Serverless Inference instead of instances: billed per request, scaled by SageMaker up to
+    ``max_concurrency`` (no data capture there: SageMaker does not capture serverless endpoints)."""
+
+    memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    max_concurrency: Annotated[int, Field(ge=1, le=200)] = 5
+
+
 class ServingSettings(_Model):
     """The endpoint: deployment policy, the SLO its rollback alarms watch, and capacity."""
 
@@ -175,6 +183,8 @@ class ServingSettings(_Model):
     min_instances: Annotated[int, Field(ge=1)] = 1
     max_instances: Annotated[int, Field(ge=1)] = 2
     target_invocations_per_instance: Annotated[int, Field(ge=1)] = 1000
+    #: Serverless inference instead of instances (then the instance counts above are unused).
+    serverless: ServerlessCapacity | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ServingSettings:

@@ -15,13 +15,14 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
 from mlcycle.config import DeploymentPolicy, Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.literals import ProductionVariantInstanceTypeType
     from mypy_boto3_sagemaker.type_defs import (
@@ -108,6 +109,42 @@ def _ensure_model(sagemaker: SageMakerClient, name: str, package: Mapping[str, A
     )
 
 
+def _variant(settings: Settings, model: str) -> ProductionVariantTypeDef:
+    """The one production variant: serverless capacity, or instances (which autoscaling then manages)."""
+    variant: ProductionVariantTypeDef = {
+        "VariantName": VARIANT,
+        "ModelName": model,
+        "InitialVariantWeight": 1.0,
+    }
+    serverless = settings.serving.serverless
+    if serverless is not None:
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": serverless.memory_mb,
+            "MaxConcurrency": serverless.max_concurrency,
+        }
+        return variant
+    # The settings take any instance type name; SageMaker validates it.
+    variant["InstanceType"] = cast("ProductionVariantInstanceTypeType", settings.instances.endpoint)
+    variant["InitialInstanceCount"] = min(
+        max(settings.instances.endpoint_initial_count, settings.serving.min_instances),
+        settings.serving.max_instances,
+    )
+    return variant
+
+
+def _capture_config(settings: Settings, capture_uri: str) -> dict[str, Any]:
+    return {
+        "EnableCapture": settings.capture_percentage > 0,
+        "InitialSamplingPercentage": max(settings.capture_percentage, 1),
+        "DestinationS3Uri": capture_uri,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {
+            "CsvContentTypes": ["text/csv"],
+            "JsonContentTypes": ["application/json"],
+        },
+    }
+
+
 def _ensure_endpoint_config(
     sagemaker: SageMakerClient,
     name: str,
@@ -120,28 +157,15 @@ def _ensure_endpoint_config(
     if _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
         return
     tags: list[TagTypeDef] = [{"Key": PREVIOUS_CONFIG_TAG, "Value": previous}] if previous else []
-    variant: ProductionVariantTypeDef = {
-        "VariantName": VARIANT,
-        "ModelName": model,
-        "InitialInstanceCount": settings.instances.endpoint_initial_count,
-        # The settings take any instance type name; SageMaker validates it.
-        "InstanceType": cast("ProductionVariantInstanceTypeType", settings.instances.endpoint),
-        "InitialVariantWeight": 1.0,
-    }
+    # SageMaker does not capture serverless endpoints (it refuses a DataCaptureConfig for them).
+    capture = (
+        {} if settings.serving.serverless else {"DataCaptureConfig": _capture_config(settings, capture_uri)}
+    )
     sagemaker.create_endpoint_config(
         EndpointConfigName=name,
         Tags=tags,
-        ProductionVariants=[variant],
-        DataCaptureConfig={
-            "EnableCapture": settings.capture_percentage > 0,
-            "InitialSamplingPercentage": max(settings.capture_percentage, 1),
-            "DestinationS3Uri": capture_uri,
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {
-                "CsvContentTypes": ["text/csv"],
-                "JsonContentTypes": ["application/json"],
-            },
-        },
+        ProductionVariants=[_variant(settings, model)],
+        **cast("dict[str, Any]", capture),
     )
 
 
@@ -266,3 +290,45 @@ def rollback(settings: Settings, *, sagemaker: SageMakerClient) -> Deployment:
     ]
     sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": REQUESTED_TAG, "Value": previous}])
     return Deployment(settings.endpoint_name, previous, model, package, "rolled_back")
+
+
+#: Application Auto Scaling's names for an endpoint variant's instance count.
+SCALABLE_DIMENSION: Final = "sagemaker:variant:DesiredInstanceCount"
+
+
+def scaling_resource(settings: Settings) -> str:
+    return f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
+
+
+def ensure_autoscaling(settings: Settings, *, autoscaling: ApplicationAutoScalingClient) -> bool:
+    """Target tracking on invocations per instance for the endpoint's variant, between the settings'
+    minimum and maximum instance counts (both calls create or update: safe to repeat). Called once a
+    deployment concluded, since SageMaker's variant must exist and be InService. False when serverless:
+    SageMaker scales those itself."""
+    if settings.serving.serverless is not None:
+        return False
+    serving, resource = settings.serving, scaling_resource(settings)
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=SCALABLE_DIMENSION,
+        MinCapacity=serving.min_instances,
+        MaxCapacity=serving.max_instances,
+    )
+    autoscaling.put_scaling_policy(
+        PolicyName=f"{settings.prefix}-invocations-per-instance",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=SCALABLE_DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": float(serving.target_invocations_per_instance),
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            # Out fast, in slowly: a brief lull must not take away capacity the next burst needs.
+            "ScaleOutCooldown": 60,
+            "ScaleInCooldown": 300,
+        },
+    )
+    return True

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Template
 
 from infra.serving import Serving
 from mlcycle.config import Settings
@@ -135,3 +137,32 @@ def test_grant_conclude_deployments_reads_and_untags_only(infra_settings: Settin
         *("sagemaker:ListTags", "sagemaker:DeleteTags"),
     )
     assert granted(stack, role) == dict.fromkeys(actions, deployed)
+
+
+def test_grant_scale_endpoint_registers_the_variant_and_its_tracking_alarms_only(
+    infra_settings: Settings,
+) -> None:
+    # GIVEN serving in a bare stack and a role, WHEN the role is granted scaling the endpoint
+    stack, serving, role = _bare_serving(infra_settings)
+    serving.grant_scale_endpoint(role)
+    statements = [
+        statement
+        for policy in Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    by_action = {
+        action: s
+        for s in statements
+        for action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    # THEN Application Auto Scaling (no resource-level permissions) on any resource
+    assert by_action["application-autoscaling:RegisterScalableTarget"]["Resource"] == "*"
+    assert by_action["application-autoscaling:PutScalingPolicy"]["Resource"] == "*"
+    # AND the alarms target tracking creates, under the endpoint's name only
+    alarm = json.dumps(by_action["cloudwatch:PutMetricAlarm"]["Resource"])
+    assert f"alarm:TargetTracking-endpoint/{infra_settings.endpoint_name}/*" in alarm
+    # AND its service-linked role, for that service only
+    linked = by_action["iam:CreateServiceLinkedRole"]
+    assert linked["Condition"] == {
+        "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+    }
