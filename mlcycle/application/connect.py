@@ -38,7 +38,11 @@ class Connection:
         return self.endpoint_url is not None
 
     def client(self, service: str) -> Any:
-        session = boto3.session.Session(region_name=self.region)
+        # The embedded AWS checks no signature: a dummy key pair, so no AWS account or profile is needed.
+        key = "testing" if self.local else None
+        session = boto3.session.Session(
+            region_name=self.region, aws_access_key_id=key, aws_secret_access_key=key
+        )
         return session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
 
