@@ -131,6 +131,9 @@ class MlcycleStack(cdk.Stack):
             Output.ONLINE_TABLE: self.feature_store.online_table.table_name,
             Output.GLUE_DATABASE: lake.glue_database_name,
             Output.ATHENA_WORKGROUP: lake.athena_workgroup_name,
+            # Batch predictions (mlcycle predict) create models and transform jobs that run as this role; it
+            # already reads the model artifacts and reads and writes the artifacts bucket they use.
+            Output.SAGEMAKER_ROLE: self.training.sagemaker_role.role_arn,
         }
         for name, value in values.items():
             cdk.CfnOutput(self, str(name), value=value)

@@ -59,6 +59,8 @@ class Output(StrEnum):
     ONLINE_TABLE = "OnlineTableName"
     GLUE_DATABASE = "GlueDatabaseName"
     ATHENA_WORKGROUP = "AthenaWorkGroupName"
+    #: Execution role of the SageMaker models and jobs the CLI creates (batch transform).
+    SAGEMAKER_ROLE = "SageMakerRoleArn"
 
     @property
     def field(self) -> str:

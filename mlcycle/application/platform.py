@@ -25,6 +25,7 @@ class Platform:
     online_table: str = ""
     glue_database: str = ""
     athena_workgroup: str = ""
+    sagemaker_role: str = ""
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, object]) -> Platform:

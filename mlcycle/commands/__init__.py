@@ -5,4 +5,16 @@ Modules import their heavy dependencies inside the command functions, so ``mlcyc
 """
 
 #: Modules under mlcycle.commands that the CLI registers, in help order.
-MODULES = ("demo", "local", "data", "query", "features", "lineage", "train", "models", "endpoints", "example")
+MODULES = (
+    "demo",
+    "local",
+    "data",
+    "query",
+    "features",
+    "lineage",
+    "train",
+    "models",
+    "endpoints",
+    "predict",
+    "example",
+)

@@ -7,15 +7,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
 
+from mlcycle import cli
+from mlcycle.application import connect
+from mlcycle.application.platform import Platform
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.local.sagemaker import transform
+from mlcycle.local.server import EmbeddedAws
 from pipelines import inference
 from tests.functional.local.conftest_sagemaker import ROLE, Client, tar_gz, unique
 from tests.models import example_model_dir
@@ -314,3 +319,114 @@ def test_state_changes_arrive_on_the_default_bus(
     wait_for(two, timeout=10, what="two transform job events")
     assert [e["detail"]["TransformJobStatus"] for e in received] == ["InProgress", "Completed"]
     assert isinstance(received[1]["detail"]["TransformEndTime"], int)
+
+
+# ---- mlcycle predict -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_platform(
+    aws_client: Client,
+    world: TransformWorld,
+    embedded_aws: EmbeddedAws,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    """Settings of a platform of its own whose registry holds one approved version of the world's model."""
+    mine = settings.model_copy(update={"project": "cli", "stage": unique("p").replace("-", "")[:10]})
+    monkeypatch.setattr("mlcycle.application.settings.resolve_settings", lambda _path=None: mine)
+    unused = dict.fromkeys(("landing", "curated", "monitoring"), "unused")
+    platform = Platform(
+        landing_bucket=unused["landing"],
+        curated_bucket=unused["curated"],
+        artifacts_bucket=world.bucket,
+        monitoring_bucket=unused["monitoring"],
+        training_state_machine="unused",
+        event_bus="unused",
+        sagemaker_role=ROLE,
+    )
+    monkeypatch.setattr(
+        connect, "connect", lambda _s: connect.Connection(platform, mine.region, embedded_aws.endpoint_url)
+    )
+    sagemaker = aws_client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName=mine.model_package_group)
+    container = {
+        "Image": IMAGE,
+        "ModelDataUrl": world.model_data,
+        "Environment": {
+            "SAGEMAKER_PROGRAM": "inference.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        },
+    }
+    sagemaker.create_model_package(
+        ModelPackageGroupName=mine.model_package_group,
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [container],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )
+    return mine
+
+
+def test_predict_a_local_file_into_a_local_file(
+    cli_platform: Settings, world: TransformWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a local CSV of rows to score
+    rows = world.rows(300, seed=61)
+    source = tmp_path / "customers.csv"
+    source.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "scored.csv"
+    argv = ["predict", str(source), "--out", str(out), "--join-input", "--poll-seconds", "0.2"]
+    # WHEN it is predicted with the champion
+    code = cli.main(argv)
+    printed = capsys.readouterr()
+    # THEN the output file holds each row joined to the model's answer, in order, and progress was shown
+    assert code == 0, printed.err
+    assert out.read_text().splitlines() == [
+        f"{r},{a}" for r, a in zip(rows, world.expected(rows), strict=True)
+    ]
+    assert "started transform job cli-" in printed.out and "model version 1" in printed.out
+    assert "Completed" in printed.out and f"wrote {out} (300 lines)" in printed.out
+    # AND the same command again finds that job instead of starting another
+    out.unlink()
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr()
+    assert "found (Completed) transform job" in printed.out and len(out.read_text().splitlines()) == 300
+
+
+def test_predict_explains_what_is_wrong(
+    cli_platform: Settings,
+    world: TransformWorld,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    aws_client: Client,
+) -> None:
+    # a missing input
+    assert cli.main(["predict", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
+    # an empty S3 prefix, a bucket that does not exist
+    assert (
+        cli.main(["predict", f"s3://{world.bucket}/{unique('none')}/", "--out", str(tmp_path / "o.csv")]) == 1
+    )
+    assert "no objects under s3://" in capsys.readouterr().err
+    assert cli.main(["predict", f"s3://{unique('none')}-bucket/x/", "--out", str(tmp_path / "o.csv")]) == 1
+    assert "no bucket" in capsys.readouterr().err
+    # no approved model
+    sagemaker = aws_client("sagemaker")
+    [package] = sagemaker.list_model_packages(ModelPackageGroupName=cli_platform.model_package_group)[
+        "ModelPackageSummaryList"
+    ]
+    sagemaker.update_model_package(ModelPackageArn=package["ModelPackageArn"], ModelApprovalStatus="Rejected")
+    source = tmp_path / "rows.csv"
+    source.write_text("1,2\n")
+    assert cli.main(["predict", str(source), "--out", str(tmp_path / "o.csv")]) == 1
+    assert "no approved model" in capsys.readouterr().err
+
+
+def test_predict_help_explains_input_and_output(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    text = capsys.readouterr().out
+    assert "s3://" in text and "--join-input" in text and "--no-wait" in text
