@@ -263,7 +263,7 @@ def _equal_sizes_sf(n: int, h: int) -> float:
     nested = 0.0
     for ratio in ratios[::-1]:
         nested = ratio * (1.0 - nested)
-    return 2.0 * nested  # not clipped: the caller treats a rounding excursion past 1 as SciPy does
+    return float(2.0 * nested)  # not clipped: the caller treats a rounding excursion past 1 as SciPy does
 
 
 def _lattice_paths_sf(m: int, n: int, h: int) -> float:

@@ -1,0 +1,191 @@
+"""One side of a drift comparison, prepared once: sorted values or category counts, plus missing counts.
+
+A numeric column becomes its present values sorted (NaN and +-inf count as missing, as Evidently drops
+them): every statistic of the comparison (KS, Wasserstein, unique values, histograms, quantiles) reads
+that one sort. A categorical column becomes its categories (as strings, so that 1 and "1" from two file
+readers meet) with their counts. A reference can be profiled once (at training time, or once per
+monitor cold start) and compared with many windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from mlcycle.monitoring.statistics import FloatArray
+
+ColumnKind = Literal["numeric", "categorical"]
+IntArray = np.ndarray
+
+
+@dataclass(frozen=True)
+class NumericSide:
+    """Present values sorted ascending; ``rows`` counts missing ones too."""
+
+    values: FloatArray
+    rows: int
+    missing: int
+
+    @property
+    def present(self) -> int:
+        return len(self.values)
+
+    def distinct(self, limit: int) -> FloatArray | None:
+        """The distinct values when there are at most ``limit`` of them, else None (one pass)."""
+        if not len(self.values):
+            return self.values
+        breaks = np.flatnonzero(self.values[1:] != self.values[:-1])
+        if len(breaks) >= limit:
+            return None
+        return np.concatenate((self.values[:1], self.values[breaks + 1]))
+
+    def counts_of(self, values: FloatArray) -> FloatArray:
+        """How many times each of ``values`` occurs, by binary search in the sorted values."""
+        left = np.searchsorted(self.values, values, side="left")
+        right = np.searchsorted(self.values, values, side="right")
+        return (right - left).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class CategoricalSide:
+    """Counts per category (categories as strings, first-seen order); ``rows`` counts missing too."""
+
+    categories: pd.Index
+    counts: FloatArray
+    rows: int
+    missing: int
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
+
+
+Side = NumericSide | CategoricalSide
+
+
+def numeric_side(series: pd.Series) -> NumericSide:
+    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
+        series = pd.to_numeric(series, errors="coerce")
+    values = np.sort(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    # After the sort NaNs are last and infinities sit at the ends: slicing drops them without a mask.
+    nan_count = int(np.count_nonzero(np.isnan(values))) if len(values) and np.isnan(values[-1]) else 0
+    end = len(values) - nan_count
+    start = int(np.searchsorted(values[:end], -np.inf, side="right"))
+    end = int(np.searchsorted(values[:end], np.inf, side="left"))
+    present = values[start:end]
+    return NumericSide(values=present, rows=len(values), missing=len(values) - len(present))
+
+
+def categorical_side(series: pd.Series) -> CategoricalSide:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        uniques = series.cat.categories
+    else:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    valid = codes[codes >= 0]
+    counts = np.bincount(valid, minlength=len(uniques)).astype(np.float64)
+    categories = pd.Index(np.asarray(uniques).astype(str), dtype=object)
+    if categories.has_duplicates:  # 1 and "1", or 1 and 1.0, became one string
+        frame = pd.Series(counts).groupby(categories, sort=False).sum()
+        categories, counts = pd.Index(frame.index, dtype=object), frame.to_numpy(dtype=np.float64)
+    return CategoricalSide(
+        categories=categories, counts=counts, rows=len(series), missing=len(series) - len(valid)
+    )
+
+
+def side(series: pd.Series, kind: ColumnKind) -> Side:
+    return numeric_side(series) if kind == "numeric" else categorical_side(series)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A frame reduced to what drift needs, column by column."""
+
+    rows: int
+    sides: Mapping[str, Side]
+    schema: Mapping[str, ColumnKind]
+
+
+def profile(frame: pd.DataFrame, schema: Mapping[str, ColumnKind]) -> Profile:
+    """Profile the schema's columns of ``frame`` (a column the frame lacks is all missing)."""
+    sides: dict[str, Side] = {}
+    for name, kind in schema.items():
+        series = frame[name] if name in frame.columns else pd.Series([np.nan] * len(frame), dtype=float)
+        sides[name] = side(series, kind)
+    return Profile(rows=len(frame), sides=sides, schema=dict(schema))
+
+
+def infer_schema(frame: pd.DataFrame, *, exclude: tuple[str, ...] = ()) -> dict[str, ColumnKind]:
+    """Numbers are numeric (booleans are categorical); everything else is categorical."""
+    schema: dict[str, ColumnKind] = {}
+    for name in frame.columns:
+        if name in exclude:
+            continue
+        dtype = frame[name].dtype
+        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        schema[str(name)] = "numeric" if numeric else "categorical"
+    return schema
+
+
+# --- summaries (what statistics.json and the report show of each side) -------------------------------
+
+SKETCH_POINTS = 128  # quantiles kept per numeric column: a small, mergeable stand-in for a KLL sketch
+SUMMARY_BUCKETS = 10  # Model Monitor materialises distributions in 10 buckets
+TOP_CATEGORIES = 50
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Descriptive statistics of one side of a column; numeric or categorical fields are None."""
+
+    rows: int
+    missing: int
+    mean: float | None = None
+    std: float | None = None
+    total: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    integral: bool = False
+    buckets: tuple[tuple[float, float, int], ...] = ()  # (lower, upper, count), equal widths
+    sketch: tuple[float, ...] = ()  # quantiles at evenly spaced ranks
+    distinct: int | None = None
+    categories: tuple[tuple[str, int], ...] = ()  # the most frequent categories with their counts
+
+
+def summarize(column: Side) -> Summary:
+    if isinstance(column, CategoricalSide):
+        order = np.argsort(-column.counts, kind="stable")[:TOP_CATEGORIES]
+        return Summary(
+            rows=column.rows,
+            missing=column.missing,
+            distinct=int(np.count_nonzero(column.counts)),
+            categories=tuple((str(column.categories[i]), int(column.counts[i])) for i in order),
+        )
+    values = column.values
+    if not len(values):
+        return Summary(rows=column.rows, missing=column.missing)
+    low, high = float(values[0]), float(values[-1])
+    edges = np.linspace(low, high, SUMMARY_BUCKETS + 1) if high > low else np.array([low, high])
+    # Counts between edges by binary search in the sorted values; the last bucket is closed.
+    cuts = np.searchsorted(values, edges, side="left")
+    cuts[-1] = len(values)
+    counts = np.diff(cuts)
+    ranks = np.linspace(0, len(values) - 1, min(SKETCH_POINTS, len(values))).round().astype(np.int64)
+    return Summary(
+        rows=column.rows,
+        missing=column.missing,
+        mean=float(values.mean()),
+        std=float(values.std()),
+        total=float(values.sum()),
+        minimum=low,
+        maximum=high,
+        integral=bool(np.all(values[ranks] == np.round(values[ranks]))),
+        buckets=tuple(
+            (float(a), float(b), int(c)) for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        ),
+        sketch=tuple(float(v) for v in values[ranks]),
+    )
