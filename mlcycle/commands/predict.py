@@ -39,7 +39,6 @@ CONTENT_TYPES = {
     ".csv": "text/csv",
     ".jsonl": "application/jsonlines",
     ".jsonlines": "application/jsonlines",
-    ".json": "application/json",
 }
 _CHUNK = 1 << 20
 
@@ -92,7 +91,11 @@ def _options(args: argparse.Namespace, source: Source) -> BatchOptions:
 
     content_type = args.content_type or CONTENT_TYPES.get(source.suffix())
     if content_type is None:
-        raise ValueError(f"cannot tell the content type of {source.listing.uri}: pass --content-type")
+        # A .json document spans lines, and the job splits by line: it needs one record per line.
+        raise ValueError(
+            f"cannot tell the content type of {source.listing.uri}: pass --content-type (CSV rows, or JSON "
+            "lines: one record per line, .jsonl)"
+        )
     return BatchOptions(
         content_type=content_type,
         accept=args.accept,
