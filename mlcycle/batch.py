@@ -82,6 +82,8 @@ class InputListing:
     objects: int
     bytes: int
     fingerprint: str
+    #: One object's name (the first listed), whose suffix tells the input's type.
+    first: str = ""
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -94,7 +96,7 @@ def split_uri(uri: str) -> tuple[str, str]:
 def list_input(s3: S3Client, uri: str) -> InputListing:
     """The input as the job will see it; raises :class:`MissingInputError` when nothing lies there."""
     bucket, prefix = split_uri(uri)
-    digest, objects, size = hashlib.sha256(), 0, 0
+    digest, objects, size, first = hashlib.sha256(), 0, 0, ""
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for entry in page.get("Contents", []):
@@ -102,13 +104,14 @@ def list_input(s3: S3Client, uri: str) -> InputListing:
                     continue  # a folder marker is no object to transform
                 digest.update(f"{entry['Key']}\0{entry.get('ETag', '')}\n".encode())
                 objects, size = objects + 1, size + int(entry.get("Size", 0))
+                first = first or entry["Key"]
     except ClientError as error:
         if error.response["Error"]["Code"] == "NoSuchBucket":
             raise MissingInputError(f"no bucket {bucket} (input {uri})") from None
         raise
     if not objects:
         raise MissingInputError(f"no objects under {uri}: nothing to predict")
-    return InputListing(uri, objects, size, digest.hexdigest())
+    return InputListing(uri, objects, size, digest.hexdigest(), first)
 
 
 def model_package(
@@ -133,8 +136,8 @@ def ensure_model(
     sagemaker: SageMakerClient, settings: Settings, package: Mapping[str, Any], role_arn: str
 ) -> str:
     """The version's SageMaker model (created if absent, under the name deploying it gives it)."""
-    name, _config = deployment._names(settings, package["ModelPackageArn"])
-    deployment._ensure_model(sagemaker, name, package, role_arn)
+    name, _config = deployment.names(settings, package["ModelPackageArn"])
+    deployment.ensure_model(sagemaker, name, package, role_arn)
     return name
 
 
@@ -243,14 +246,20 @@ class Progress:
 
 
 def outputs_written(s3: S3Client, output_uri: str) -> list[str]:
-    """Keys of the ``.out`` objects under the job's output path."""
+    """Keys of the ``.out`` objects under the job's output path (none while the caller may not list it:
+    the job's role writes there, not the caller)."""
     bucket, prefix = split_uri(output_uri.rstrip("/") + "/")
-    return [
-        entry["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for entry in page.get("Contents", [])
-        if entry["Key"].endswith(".out")
-    ]
+    try:
+        return [
+            entry["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for entry in page.get("Contents", [])
+            if entry["Key"].endswith(".out")
+        ]
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("NoSuchBucket", "AccessDenied"):
+            return []
+        raise
 
 
 def wait(

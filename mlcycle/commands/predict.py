@@ -55,7 +55,7 @@ class Source:
         return bool(self.files)
 
     def suffix(self) -> str:
-        name = self.files[0][1] if self.files else self.listing.uri.rstrip("/")
+        name = self.files[0][1] if self.files else self.listing.first
         return Path(name).suffix.lower()
 
 

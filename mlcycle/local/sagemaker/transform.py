@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import urllib3
+from botocore.exceptions import ClientError
 
 from mlcycle.local.common.processes import publish_logs
 from mlcycle.local.common.s3files import JobSetupError, s3_client, split_s3_uri, upload_file
@@ -210,6 +212,15 @@ def _manifest_inputs(s3: S3Client, uri: str) -> list[InputObject]:
         ) from error
 
 
+def _check_output(s3: S3Client, output_path: str) -> None:
+    """The output bucket must exist before any work is done (AWS fails such a job as a client error)."""
+    bucket, _ = split_s3_uri(output_path + "/")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        raise JobSetupError(f"cannot write to S3OutputPath {output_path}: {error}") from None
+
+
 class ModelClient:
     """``POST /invocations`` on the job's model server with its types, timeout and retries."""
 
@@ -258,6 +269,7 @@ class TransformRun:
             self.spec.check()
             s3 = s3_client(self.state.ctx)
             inputs = list_inputs(s3, self.spec)
+            _check_output(s3, self.spec.output_path)
             server = self._serve()
             batching = self._batching(server)
             self._log(batching.describe())
@@ -324,6 +336,9 @@ class TransformRun:
         except RecordError as error:
             self._log(f"{item.bucket}/{item.key}: {error.where}: {error}")
             return f"{item.uri} {error.where}: {error}"
+        except (OSError, EOFError, zlib.error) as error:  # not gzip data, or a read that broke off
+            self._log(f"{item.bucket}/{item.key}: {error}")
+            return f"{item.uri}: cannot read it: {error}"
         finally:
             target.unlink(missing_ok=True)
 
