@@ -87,6 +87,7 @@ class TransformSpec:
     accept: str | None
     by_line: bool
     join: bool
+    filters: tuple[str, ...]  # InputFilter and OutputFilter other than "$" (all)
     strategy: str | None
     payload_mb: int | None
     concurrency: int | None
@@ -113,6 +114,11 @@ class TransformSpec:
             accept=output.get("Accept"),
             by_line=output.get("AssembleWith") == "Line",
             join=(job.data_processing or {}).get("JoinSource") == "Input",
+            filters=tuple(
+                name
+                for name in ("InputFilter", "OutputFilter")
+                if (job.data_processing or {}).get(name, "$") not in ("", "$")
+            ),
             strategy=job.batch_strategy,
             payload_mb=job.max_payload_in_mb,
             concurrency=job.max_concurrent_transforms,
@@ -131,6 +137,9 @@ class TransformSpec:
         for name, (value, known) in unsupported.items():
             if value not in known:
                 raise JobSetupError(f"{name} {value} is not supported locally (only {', '.join(known)})")
+        if self.filters:  # silently ignoring them would write other columns than AWS writes
+            verb = "is" if len(self.filters) == 1 else "are"
+            raise JobSetupError(f"{' and '.join(self.filters)} (JSONPath) {verb} not supported locally")
         if self.join and records.media_type(self.content_type) not in (records.CSV, *records.JSON_TYPES):
             raise JobSetupError(f"JoinSource Input needs CSV or JSON input, not {self.content_type}")
 

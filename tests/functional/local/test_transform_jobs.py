@@ -292,6 +292,21 @@ def test_missing_input_fails_with_aws_reason(
     assert final["FailureReason"].startswith("ClientError: No S3 objects found under S3 URL")
 
 
+def test_what_runs_only_in_aws_fails_the_job_saying_so(
+    aws_client: Client, world: TransformWorld, wait_for: Any
+) -> None:
+    name = unique("filters")
+    put(aws_client, world.bucket, f"inputs/{name}/rows.csv", "\n".join(world.rows(3, seed=71)))
+    request = world.request(name, f"s3://{world.bucket}/inputs/{name}/")
+    request["DataProcessing"] = {"InputFilter": "$[1:]", "JoinSource": "Input"}
+    final = run_job(aws_client, wait_for, request)
+    assert final["FailureReason"] == "ClientError: InputFilter (JSONPath) is not supported locally"
+    request = world.request(unique("recordio"), f"s3://{world.bucket}/inputs/{name}/")
+    request["TransformInput"]["SplitType"] = "RecordIO"
+    final = run_job(aws_client, wait_for, request)
+    assert "SplitType RecordIO is not supported locally" in final["FailureReason"]
+
+
 def test_state_changes_arrive_on_the_default_bus(
     aws_client: Client, world: TransformWorld, wait_for: Any
 ) -> None:
