@@ -16,5 +16,6 @@ MODULES = (
     "models",
     "endpoints",
     "predict",
+    "monitor",
     "example",
 )

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -83,6 +85,7 @@ class DriftOptions:
     missing_surge: float = 0.05
     histogram_bins: int = 20
     histogram_categories: int = 20
+    workers: int | None = None  # threads over columns (None: the CPUs this process may use, at most 4)
 
     def threshold(self, test: str) -> float:
         return float(self.thresholds.get(test, DEFAULT_THRESHOLDS.get(test, 0.0)))
@@ -114,6 +117,7 @@ class ColumnDrift:
     reference_missing_share: float
     current_missing_share: float
     missing_surge: bool = False
+    current_invalid_share: float = 0.0  # values of a numeric column that were not numbers
     unseen_categories: list[str] = field(default_factory=list)
     unseen_share: float = 0.0
     histogram: Histogram | None = None
@@ -178,14 +182,29 @@ def compare(
         kinds[options.prediction] = _kind_of(current, options.prediction)
     reference_rows = reference.rows if isinstance(reference, Profile) else len(reference)
     enough = min(reference_rows, len(current)) >= options.min_rows
-    results: dict[str, ColumnDrift] = {}
-    for name, kind in kinds.items():
+
+    def one(name: str, kind: ColumnKind) -> ColumnDrift:
         ref_side = _reference_side(reference, name, kind)
-        cur_side = side(_column(current, name), kind)
-        results[name] = compare_sides(name, kind, ref_side, cur_side, options, enough=enough)
+        return compare_sides(name, kind, ref_side, side(_column(current, name), kind), options, enough=enough)
+
+    workers = options.workers if options.workers is not None else _available_cpus()
+    if workers > 1 and len(kinds) > 1:
+        # Columns are independent and the sorts release the GIL: on two cores the time nearly halves,
+        # and only `workers` columns are held sorted at a time.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = dict(zip(kinds, pool.map(one, kinds, kinds.values()), strict=True))
+    else:
+        results = {name: one(name, kind) for name, kind in kinds.items()}
     prediction = results.pop(options.prediction) if options.prediction else None
     dataset = _dataset_drift(list(results.values()), options, reference_rows, len(current), enough=enough)
     return DriftReport(dataset=dataset, columns=list(results.values()), prediction=prediction)
+
+
+def _available_cpus() -> int:
+    try:
+        return min(4, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return min(4, os.cpu_count() or 1)
 
 
 def _kind_of(frame: pd.DataFrame, name: str) -> ColumnKind:
@@ -283,6 +302,9 @@ class _Base:
             reference_missing_share=_share(self.ref.missing, self.ref.rows),
             current_missing_share=_share(self.cur.missing, self.cur.rows),
             missing_surge=surge,
+            current_invalid_share=_share(self.cur.invalid, self.cur.rows)
+            if isinstance(self.cur, NumericSide)
+            else 0.0,
             unseen_categories=self.unseen[:20],
             unseen_share=self.unseen_share,
             histogram=self.histogram,

@@ -29,6 +29,7 @@ class NumericSide:
     values: FloatArray
     rows: int
     missing: int
+    invalid: int = 0  # values that were there but not numbers (counted in missing too)
 
     @property
     def present(self) -> int:
@@ -68,16 +69,21 @@ Side = NumericSide | CategoricalSide
 
 
 def numeric_side(series: pd.Series) -> NumericSide:
+    invalid = 0
     if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
-        series = pd.to_numeric(series, errors="coerce")
-    values = np.sort(series.to_numpy(dtype=np.float64, na_value=np.nan))
+        parsed = pd.to_numeric(series, errors="coerce")
+        invalid = int((parsed.isna() & series.notna()).sum())
+        series = parsed
+    # float64 columns are read without a copy (np.sort makes the one copy we need)
+    raw = series.to_numpy() if series.dtype == np.float64 else series.to_numpy(np.float64, na_value=np.nan)
+    values = np.sort(raw)
     # After the sort NaNs are last and infinities sit at the ends: slicing drops them without a mask.
     nan_count = int(np.count_nonzero(np.isnan(values))) if len(values) and np.isnan(values[-1]) else 0
     end = len(values) - nan_count
     start = int(np.searchsorted(values[:end], -np.inf, side="right"))
     end = int(np.searchsorted(values[:end], np.inf, side="left"))
     present = values[start:end]
-    return NumericSide(values=present, rows=len(values), missing=len(values) - len(present))
+    return NumericSide(values=present, rows=len(values), missing=len(values) - len(present), invalid=invalid)
 
 
 def categorical_side(series: pd.Series) -> CategoricalSide:
@@ -120,12 +126,13 @@ def profile(frame: pd.DataFrame, schema: Mapping[str, ColumnKind]) -> Profile:
 
 
 def infer_schema(frame: pd.DataFrame, *, exclude: tuple[str, ...] = ()) -> dict[str, ColumnKind]:
-    """Numbers are numeric (booleans are categorical); everything else is categorical."""
+    """Numbers are numeric (booleans are categorical), timestamps are left out (a window's times always
+    differ from the reference's), everything else is categorical."""
     schema: dict[str, ColumnKind] = {}
     for name in frame.columns:
-        if name in exclude:
-            continue
         dtype = frame[name].dtype
+        if name in exclude or pd.api.types.is_datetime64_any_dtype(dtype):
+            continue
         numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
         schema[str(name)] = "numeric" if numeric else "categorical"
     return schema
