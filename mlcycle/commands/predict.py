@@ -214,6 +214,8 @@ def _download(s3: Any, output_uri: str, out: Path) -> list[tuple[Path, int]]:
     written = []
     for key in keys:
         target = out / key[len(prefix) :] if as_directory else out
+        if ".." in Path(key[len(prefix) :]).parts:  # an S3 key must not write outside OUTPUT
+            raise ValueError(f"refusing to write s3://{bucket}/{key} outside {out}")
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(target))
         written.append((target, _count_lines(target)))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -333,7 +334,8 @@ class TransformRun:
         """Transform one object into its ``.out``; returns the failure reason, or "" when it succeeded."""
         if self.run.stop.is_set():
             return ""
-        target = self.run.root / "output" / f"{item.relative}.out"
+        # Named by a digest, not the key: a key may hold ``..`` and must not lead out of the job's directory.
+        target = self.run.root / "output" / f"{hashlib.sha256(item.key.encode()).hexdigest()[:16]}.out"
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with target.open("wb") as out:
