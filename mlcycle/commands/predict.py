@@ -168,7 +168,11 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
         poll_seconds=args.poll_seconds if args.poll_seconds is not None else (1 if connection.local else 10),
     )
     if described["TransformJobStatus"] != "Completed":
-        print(f"mlcycle: error: {batch.failure(described)}", file=sys.stderr)
+        reason = batch.failure(described)
+        input_prefix = batch.workspace(platform.artifacts_bucket, started.name)[0]
+        for path, name in source.files:  # name the user's own file, not the copy the job read
+            reason = reason.replace(f"{input_prefix}{name} ", f"{path} ")
+        print(f"mlcycle: error: {reason}", file=sys.stderr)
         print(
             f"logs: CloudWatch Logs /aws/sagemaker/TransformJobs, streams {started.name}/*", file=sys.stderr
         )

@@ -428,6 +428,13 @@ def test_predict_explains_what_is_wrong(
     assert "no objects under s3://" in capsys.readouterr().err
     assert cli.main(["predict", f"s3://{unique('none')}-bucket/x/", "--out", str(tmp_path / "o.csv")]) == 1
     assert "no bucket" in capsys.readouterr().err
+    # a bad record, named by the user's file and line
+    bad = tmp_path / "bad.csv"
+    rows = world.rows(5, seed=81)
+    rows[3] = "x" + rows[3]
+    bad.write_text("\n".join(rows))
+    assert cli.main(["predict", str(bad), "--out", str(tmp_path / "o.csv"), "--poll-seconds", "0.2"]) == 1
+    assert f"failed: ClientError: {bad} line 4: the model answered 400" in capsys.readouterr().err
     # no approved model
     sagemaker = aws_client("sagemaker")
     [package] = sagemaker.list_model_packages(ModelPackageGroupName=cli_platform.model_package_group)[
