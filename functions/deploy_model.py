@@ -1,17 +1,24 @@
-"""EventBridge (model package Approved) -> deploy it to the project's endpoint (created, or updated under
-the deployment policy). How it ends (``ModelDeployed`` or ``DeploymentRolledBack``) is told by
-``functions.deployment_outcome`` when the endpoint is InService again."""
+"""EventBridge (model package state change) -> the project's endpoint.
+
+Approved: deploy it (the endpoint is created, or updated under the deployment policy); how it ends
+(``ModelDeployed`` or ``DeploymentRolledBack``) is told by ``functions.deployment_outcome`` when the
+endpoint is InService again. With shadow mode on (settings ``serving.shadow``), PendingManualApproval adds
+the version as the endpoint's shadow variant, and Rejected removes it again (mlcycle.shadow)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlcycle import aws, deployment, lineage, runtime
+from mlcycle import aws, deployment, lineage, runtime, shadow
+from mlcycle.config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
 
 logger = Logger()
 tracer = Tracer()
@@ -31,11 +38,14 @@ class Environment(runtime.FunctionEnvironment):
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     settings, env = runtime.settings(), runtime.environment(Environment)
-    package_arn = event.detail["ModelPackageArn"]
+    package_arn, status = event.detail["ModelPackageArn"], event.detail.get("ModelApprovalStatus", "Approved")
+    sagemaker = aws.client("sagemaker")
+    if status != "Approved":
+        return _shadow(settings, env, package_arn, status, sagemaker)
     result = deployment.deploy(
         settings,
         package_arn,
-        sagemaker=aws.client("sagemaker"),
+        sagemaker=sagemaker,
         role_arn=env.sagemaker_role_arn,
         capture_uri=f"s3://{env.monitoring_bucket}/capture",
         rollback_alarms=[a for a in (env.rollback_alarms or "").split(",") if a],
@@ -49,4 +59,25 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
             endpoint_config=result.endpoint_config_name,
         )
     logger.info("model deployed", extra=detail)
+    return detail
+
+
+def _shadow(
+    settings: Settings, env: Environment, package_arn: str, status: str, sagemaker: SageMakerClient
+) -> dict[str, Any]:
+    if settings.serving.shadow is None:  # the rule only sends these with shadow mode on
+        return {"action": "ignored", "status": status}
+    if status == "Rejected":
+        ended = shadow.end_shadow(settings, package_arn, sagemaker=sagemaker)
+        detail = asdict(ended) if ended else {"action": "not shadowed", "model_package_arn": package_arn}
+    else:
+        started = shadow.deploy_shadow(
+            settings, package_arn, sagemaker=sagemaker, role_arn=env.sagemaker_role_arn
+        )
+        detail = (
+            asdict(started)
+            if started
+            else {"action": "no endpoint to shadow", "model_package_arn": package_arn}
+        )
+    logger.info("shadow variant", extra=detail)
     return detail

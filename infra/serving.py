@@ -80,7 +80,9 @@ class Serving(Construct):
                 detail_type=[MODEL_PACKAGE_STATE_CHANGE],
                 detail={
                     "ModelPackageGroupName": [registry.group_name],
-                    "ModelApprovalStatus": ["Approved"],
+                    # Shadow mode also shadows a version awaiting review, and ends that when it is rejected.
+                    "ModelApprovalStatus": ["Approved"]
+                    + (["PendingManualApproval", "Rejected"] if settings.serving.shadow else []),
                 },
             ),
         )
@@ -152,6 +154,7 @@ class Serving(Construct):
             "sagemaker:DescribeEndpointConfig",
             "sagemaker:DescribeEndpoint",
             "sagemaker:AddTags",
+            "sagemaker:ListTags",
         )
 
     def grant_conclude_deployments(self, grantee: iam.IGrantable) -> iam.Grant:

@@ -166,6 +166,14 @@ class ServerlessCapacity(_Model):
     max_concurrency: Annotated[int, Field(ge=1, le=200)] = 5
 
 
+class ShadowSettings(_Model):
+    """Shadow mode: a challenger awaiting review (PendingManualApproval) first serves as the endpoint's
+    shadow variant. It gets a copy of ``traffic_percent`` % of live requests, its answers are captured and
+    never returned, and ``mlcycle endpoints shadow`` compares it with the champion before anyone approves."""
+
+    traffic_percent: Annotated[int, Field(ge=1, le=100)] = 100
+
+
 class ServingSettings(_Model):
     """The endpoint: deployment policy, the SLO its rollback alarms watch, and capacity."""
 
@@ -185,6 +193,8 @@ class ServingSettings(_Model):
     target_invocations_per_instance: Annotated[int, Field(ge=1)] = 1000
     #: Serverless inference instead of instances (then the instance counts above are unused).
     serverless: ServerlessCapacity | None = None
+    #: Shadow mode for challengers awaiting review (off when absent).
+    shadow: ShadowSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ServingSettings:
@@ -194,6 +204,8 @@ class ServingSettings(_Model):
             raise ValueError("alarm_datapoints cannot exceed alarm_evaluation_periods")
         if self.min_instances > self.max_instances:
             raise ValueError("min_instances cannot exceed max_instances")
+        if self.shadow is not None and self.serverless is not None:
+            raise ValueError("shadow variants need instances: SageMaker has none for serverless endpoints")
         return self
 
 

@@ -37,6 +37,8 @@ PREVIOUS_CONFIG_TAG = "mlcycle:previous-config"
 PACKAGE_TAG = "mlcycle:model-package"
 #: On the endpoint: the config a deployment asked for, until its outcome is known (see :func:`outcome`).
 REQUESTED_TAG = "mlcycle:requested-config"
+#: On an endpoint config that adds a shadow variant to the champion's: the challenger's model package.
+SHADOW_TAG = "mlcycle:shadow-package"
 _ALARM_IN_REASON = re.compile(r"alarm (\S+) went into ALARM", re.IGNORECASE)
 _ROUTING = {"all_at_once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}
 
@@ -76,14 +78,14 @@ class Deployment:
     action: str  # "created" | "updated" | "unchanged"
 
 
-def _names(settings: Settings, package_arn: str) -> tuple[str, str]:
+def names(settings: Settings, package_arn: str) -> tuple[str, str]:
     version = package_arn.rsplit("/", 1)[1]
     digest = hashlib.sha256(package_arn.encode()).hexdigest()[:8]
     base = f"{settings.prefix}-v{version}-{digest}"
     return base, f"{base}-config"
 
 
-def _exists(call: Callable[..., object], **kwargs: Any) -> bool:
+def exists(call: Callable[..., object], **kwargs: Any) -> bool:
     try:
         call(**kwargs)
     except ClientError as exc:
@@ -93,8 +95,8 @@ def _exists(call: Callable[..., object], **kwargs: Any) -> bool:
     return True
 
 
-def _ensure_model(sagemaker: SageMakerClient, name: str, package: Mapping[str, Any], role_arn: str) -> None:
-    if _exists(sagemaker.describe_model, ModelName=name):
+def ensure_model(sagemaker: SageMakerClient, name: str, package: Mapping[str, Any], role_arn: str) -> None:
+    if exists(sagemaker.describe_model, ModelName=name):
         return
     container = package["InferenceSpecification"]["Containers"][0]
     sagemaker.create_model(
@@ -109,7 +111,7 @@ def _ensure_model(sagemaker: SageMakerClient, name: str, package: Mapping[str, A
     )
 
 
-def _variant(settings: Settings, model: str) -> ProductionVariantTypeDef:
+def variant_of(settings: Settings, model: str) -> ProductionVariantTypeDef:
     """The one production variant: serverless capacity, or instances (which autoscaling then manages)."""
     variant: ProductionVariantTypeDef = {
         "VariantName": VARIANT,
@@ -132,7 +134,7 @@ def _variant(settings: Settings, model: str) -> ProductionVariantTypeDef:
     return variant
 
 
-def _capture_config(settings: Settings, capture_uri: str) -> dict[str, Any]:
+def capture_config(settings: Settings, capture_uri: str) -> dict[str, Any]:
     return {
         "EnableCapture": settings.capture_percentage > 0,
         "InitialSamplingPercentage": max(settings.capture_percentage, 1),
@@ -154,22 +156,22 @@ def _ensure_endpoint_config(
     capture_uri: str,
     previous: str | None,
 ) -> None:
-    if _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
+    if exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
         return
     tags: list[TagTypeDef] = [{"Key": PREVIOUS_CONFIG_TAG, "Value": previous}] if previous else []
     # SageMaker does not capture serverless endpoints (it refuses a DataCaptureConfig for them).
     capture = (
-        {} if settings.serving.serverless else {"DataCaptureConfig": _capture_config(settings, capture_uri)}
+        {} if settings.serving.serverless else {"DataCaptureConfig": capture_config(settings, capture_uri)}
     )
     sagemaker.create_endpoint_config(
         EndpointConfigName=name,
         Tags=tags,
-        ProductionVariants=[_variant(settings, model)],
+        ProductionVariants=[variant_of(settings, model)],
         **cast("dict[str, Any]", capture),
     )
 
 
-def _current(sagemaker: SageMakerClient, endpoint: str) -> DescribeEndpointOutputTypeDef | None:
+def current_endpoint(sagemaker: SageMakerClient, endpoint: str) -> DescribeEndpointOutputTypeDef | None:
     try:
         described = sagemaker.describe_endpoint(EndpointName=endpoint)
     except ClientError as exc:
@@ -193,12 +195,13 @@ def deploy(
         raise ValueError(
             f"{package_arn} is {package['ModelApprovalStatus']}, not Approved: refusing to deploy"
         )
-    model, config = _names(settings, package_arn)
+    model, config = names(settings, package_arn)
     endpoint = settings.endpoint_name
-    current = _current(sagemaker, endpoint)
+    current = current_endpoint(sagemaker, endpoint)
     previous = current["EndpointConfigName"] if current else None
-    _ensure_model(sagemaker, model, package, role_arn)
-    replaced = None if previous == config else previous
+    ensure_model(sagemaker, model, package, role_arn)
+    # A shadow config is never returned to: the config before it served the same champion without it.
+    replaced = None if previous in (None, config) else production_config(sagemaker, str(previous))
     _ensure_endpoint_config(sagemaker, config, model, settings, capture_uri=capture_uri, previous=replaced)
     if current is None:
         arn = sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)["EndpointArn"]
@@ -255,6 +258,17 @@ def outcome(settings: Settings, detail: dict[str, Any], *, sagemaker: SageMakerC
     )
 
 
+def config_tags(sagemaker: SageMakerClient, config_name: str) -> dict[str, str]:
+    arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
+    return {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+
+
+def production_config(sagemaker: SageMakerClient, config_name: str) -> str:
+    """The config without any shadow: ``config_name`` itself, or the one a shadow config was added to."""
+    tags = config_tags(sagemaker, config_name)
+    return tags.get(PREVIOUS_CONFIG_TAG, config_name) if SHADOW_TAG in tags else config_name
+
+
 def package_of(sagemaker: SageMakerClient, config_name: str) -> str:
     """The model package a config of ours serves (the tag deploy() put on its model)."""
     config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
@@ -265,7 +279,7 @@ def package_of(sagemaker: SageMakerClient, config_name: str) -> str:
 
 def rollback(settings: Settings, *, sagemaker: SageMakerClient) -> Deployment:
     """Return the endpoint to the model it served before the current one, all at once (by hand)."""
-    current = _current(sagemaker, settings.endpoint_name)
+    current = current_endpoint(sagemaker, settings.endpoint_name)
     if current is None:
         raise LookupError(f"endpoint {settings.endpoint_name} does not exist")
     if current["EndpointStatus"] != "InService":

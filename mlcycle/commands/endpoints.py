@@ -1,4 +1,5 @@
-"""``mlcycle endpoints list | show | invoke | rollback | delete``: the endpoints that serve the models."""
+"""``mlcycle endpoints list | show | shadow | invoke | rollback | delete``: the endpoints that serve the
+models."""
 
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         weight = variant.get("CurrentWeight", variant.get("DesiredWeight", "-"))
         count = variant.get("CurrentInstanceCount", "-")
         print(f"variant    {variant['VariantName']}: weight {weight}, instances {count}")
+    for variant in endpoint.get("ShadowProductionVariants", []):
+        weight = variant.get("CurrentWeight", variant.get("DesiredWeight", "-"))
+        print(f"shadow     {variant['VariantName']}: weight {weight} (a copy of traffic; never answers)")
     package = deployment.package_of(sagemaker, endpoint["EndpointConfigName"])
     if package:
         described = sagemaker.describe_model_package(ModelPackageName=package)
@@ -54,6 +58,33 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"deployment {metadata.get(registry.DEPLOYMENT_PROPERTY, 'in progress or not concluded')}")
     if endpoint.get("FailureReason"):
         print(f"last issue {endpoint['FailureReason']}")
+    return 0
+
+
+def cmd_shadow(args: argparse.Namespace, settings: Settings) -> int:
+    from mlcycle import shadow
+    from mlcycle.application.connect import connect
+
+    if args.name != settings.endpoint_name:
+        raise LookupError(f"{args.name} is not this project's endpoint ({settings.endpoint_name})")
+    connection = connect(settings)
+    comparison = shadow.compare(
+        settings,
+        sagemaker=connection.client("sagemaker"),
+        s3=connection.client("s3"),
+        cloudwatch=connection.client("cloudwatch"),
+        capture_uri=f"s3://{connection.platform.monitoring_bucket}/capture",
+    )
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(comparison), default=str, indent=2))
+        return 0
+    for line in comparison.lines():
+        print(line)
+    for row in comparison.disagreements:
+        print(f"  differs  request {row['request']} row {row['row']}: {row['champion']} vs {row['shadow']}")
     return 0
 
 
@@ -111,6 +142,14 @@ def add_parser(subparsers: Any) -> None:
         "--accept", default="application/json", help="answer format (default: application/json)"
     )
     invoke.set_defaults(func=cmd_invoke)
+    shadowing = actions.add_parser(
+        "shadow",
+        help="compare the shadowing challenger with the champion (agreement, probability gap, latency, "
+        "errors) on the same live requests, before approving or rejecting it",
+    )
+    shadowing.add_argument("name")
+    shadowing.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    shadowing.set_defaults(func=cmd_shadow)
     rollback = actions.add_parser("rollback", help="return the endpoint to the model it served before")
     rollback.add_argument("name")
     rollback.set_defaults(func=cmd_rollback)

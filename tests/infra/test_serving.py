@@ -115,11 +115,12 @@ def test_grant_deploy_creates_and_updates_the_endpoint_and_its_versions(infra_se
     stack, serving, role = _bare_serving(infra_settings)
     # WHEN the role is granted deploying
     serving.grant_deploy(role)
-    # THEN it may create, describe and update what serving deploys, and tag it; on nothing else
+    # THEN it may create, describe and update what serving deploys, and tag it (reading tags says which
+    # config a shadow was added to); on nothing else
     deployed = _deployed(infra_settings)
     actions = (
         *("sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint"),
-        *("sagemaker:UpdateEndpoint", "sagemaker:AddTags"),
+        *("sagemaker:UpdateEndpoint", "sagemaker:AddTags", "sagemaker:ListTags"),
         *("sagemaker:DescribeModel", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeEndpoint"),
     )
     assert granted(stack, role) == dict.fromkeys(actions, deployed)

@@ -24,7 +24,7 @@ def autoscaling() -> Iterator[Any]:
 
 
 def test_instances_start_within_the_autoscaling_bounds(settings: Settings) -> None:
-    variant = deployment._variant(_serving(settings, min_instances=2, max_instances=4), "model")
+    variant = deployment.variant_of(_serving(settings, min_instances=2, max_instances=4), "model")
     assert variant["InstanceType"] == settings.instances.endpoint
     assert variant["InitialInstanceCount"] == 2  # the configured 1 is below the minimum
     assert "ServerlessConfig" not in variant
@@ -32,7 +32,7 @@ def test_instances_start_within_the_autoscaling_bounds(settings: Settings) -> No
 
 def test_serverless_capacity_replaces_instances(settings: Settings) -> None:
     serverless = _serving(settings, serverless=ServerlessCapacity(memory_mb=3072, max_concurrency=20))
-    variant = deployment._variant(serverless, "model")
+    variant = deployment.variant_of(serverless, "model")
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 20}
     assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
     with pytest.raises(ValueError, match="max_concurrency"):

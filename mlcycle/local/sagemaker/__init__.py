@@ -19,6 +19,7 @@ from mlcycle.local.sagemaker import (
     registry_events,
     rollouts,
     servers,
+    shadows,
     training,
     transform,
 )
@@ -126,6 +127,7 @@ def install_endpoints(ctx: LocalContext) -> None:
     patches.replace(Backend, "update_endpoint", rollouts.update_endpoint_patch)
     patches.replace(Response, "update_endpoint", rollouts.update_endpoint_response_patch)
     patches.replace(Runtime, "invoke_endpoint", invocations.invoke_endpoint_response_patch)
+    shadows.install(patches)
     # Keep request bodies as bytes: moto would decode them as UTF-8 and fail on NPY or other binary input.
     patches.replace(Runtime, "use_raw_body", True)
     threading.Thread(

@@ -97,6 +97,7 @@ def capture_record(
     when: datetime,
     *,
     status: int = 200,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """One line of SageMaker's capture JSONL. A failed invocation (``status`` not 2xx) keeps its answer
     (the error body) as the output and its status as ``eventMetadata.invocationStatus``: an mlcycle
@@ -107,7 +108,7 @@ def capture_record(
     if settings.capture_output:
         capture["endpointOutput"] = settings.encode(body, content_type, "OUTPUT")
     metadata: dict[str, Any] = {
-        "eventId": str(uuid.uuid4()),
+        "eventId": event_id or str(uuid.uuid4()),
         "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if request.inference_id:

@@ -45,6 +45,7 @@ from mlcycle.local.patching import MethodPatches
 from mlcycle.local.sagemaker.capture import CaptureBuffer, CaptureSettings
 from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
 from mlcycle.local.sagemaker.servers import ModelServer, start_server
+from mlcycle.local.sagemaker.shadows import apply_shadows, shadow_variants
 from mlcycle.names import ENDPOINT_STATE_CHANGE, SAGEMAKER_SOURCE
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class LiveEndpoint:
     #: During a blue/green update: the new fleet, and the share of traffic it takes (0 to 1).
     green: LiveEndpoint | None = None
     green_share: float = 0.0
+    #: Shadow variants: they get a copy of the traffic, never answer it (mlcycle.local.sagemaker.shadows).
+    shadows: dict[str, ModelServer] = field(default_factory=dict)
 
     def pick(self, target_variant: str | None) -> ModelServer | None:
         green = self.green
@@ -82,7 +85,7 @@ class LiveEndpoint:
         )
 
     def stop(self) -> None:
-        for server in self.servers.values():
+        for server in [*self.servers.values(), *self.shadows.values()]:
             server.stop()
         if self.green is not None:
             self.green.stop()
@@ -160,20 +163,21 @@ def endpoint_key(backend: Any, name: str) -> tuple[str, str, str]:
 def deploy_fleet(state: EndpointsState, backend: Any, endpoint_name: str, config: Any) -> LiveEndpoint:
     """Start a server for every production variant of ``config``; all or nothing."""
     servers: dict[str, ModelServer] = {}
+    shadows: dict[str, ModelServer] = {}
     stamp = f"{config.endpoint_config_name}-{int(time.time() * 1000)}"
     try:
-        for variant in config.production_variants:
-            directory = state.ctx.work_dir / "endpoints" / endpoint_name / stamp / variant["VariantName"]
-            servers[variant["VariantName"]] = start_server(
-                state.ctx, backend, variant, directory, http=state.http, stop=state.stopping
-            )
+        for fleet, variants in ((servers, config.production_variants), (shadows, shadow_variants(config))):
+            for variant in variants:
+                directory = state.ctx.work_dir / "endpoints" / endpoint_name / stamp / variant["VariantName"]
+                fleet[variant["VariantName"]] = start_server(
+                    state.ctx, backend, variant, directory, http=state.http, stop=state.stopping
+                )
     except BaseException:
-        for server in servers.values():
+        for server in [*servers.values(), *shadows.values()]:
             server.stop()
         raise
-    return LiveEndpoint(
-        endpoint_name, config.endpoint_config_name, servers, CaptureSettings.of(config.data_capture_config)
-    )
+    capture = CaptureSettings.of(config.data_capture_config)
+    return LiveEndpoint(endpoint_name, config.endpoint_config_name, servers, capture, shadows=shadows)
 
 
 def capture_summary(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -193,6 +197,7 @@ def capture_summary(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def apply_config(endpoint: Any, config: Any) -> None:
     endpoint.endpoint_config_name = config.endpoint_config_name
     endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+    apply_shadows(endpoint, config)
     endpoint.data_capture_config = capture_summary(config.data_capture_config)
     endpoint.last_modified_time = utcnow()
 

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -17,6 +18,7 @@ from mlcycle.local.common.values import utcnow
 from mlcycle.local.sagemaker.capture import Invocation, capture_record
 from mlcycle.local.sagemaker.endpoints import EndpointsState, LiveEndpoint, endpoints_state
 from mlcycle.local.sagemaker.servers import ModelServer
+from mlcycle.local.sagemaker.shadows import copy_share, mirror
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ def invoke(account: str, region: str, request: Invocation) -> _Response:
         headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
     if request.inference_id:
         headers["X-Amzn-SageMaker-Inference-Id"] = request.inference_id
+    exchange = _Exchange(state, live, request)
     started = time.perf_counter()
     try:
         answer = state.http.request(
@@ -68,13 +71,12 @@ def invoke(account: str, region: str, request: Invocation) -> _Response:
         publish_metrics(
             account, region, live.name, server.variant, status=502, model_seconds=None, started=started
         )
-        _capture(
-            state, live, server, request, body=str(error).encode(), content_type="text/plain", status=502
-        )
+        exchange.capture(server.variant, str(error).encode(), "text/plain", status=502)
         message = f"model server for variant {server.variant} did not answer ({error}); see {server.log_path}"
         return _error(424, "ModelError", message, OriginalStatusCode=502, OriginalMessage=str(error))
     model_seconds = time.perf_counter() - started
-    response = _answer(state, live, server, request, answer)
+    response = _answer(exchange, server, answer)
+    _mirror(exchange, account, region, server, headers)
     publish_metrics(
         account,
         region,
@@ -123,16 +125,10 @@ def publish_metrics(
         log.warning("could not publish the metrics of endpoint %s", endpoint, exc_info=True)
 
 
-def _answer(
-    state: EndpointsState,
-    live: LiveEndpoint,
-    server: ModelServer,
-    request: Invocation,
-    answer: urllib3.BaseHTTPResponse,
-) -> _Response:
+def _answer(exchange: _Exchange, server: ModelServer, answer: urllib3.BaseHTTPResponse) -> _Response:
     body = answer.data
     content_type = answer.headers.get("Content-Type", "application/octet-stream")
-    _capture(state, live, server, request, body=body, content_type=content_type, status=answer.status)
+    exchange.capture(server.variant, body, content_type, status=answer.status)
     if answer.status >= 400:
         kind = "client" if answer.status < 500 else "server"
         text = body.decode("utf-8", "replace")
@@ -148,25 +144,63 @@ def _answer(
     return 200, headers, body
 
 
-def _capture(
-    state: EndpointsState,
-    live: LiveEndpoint,
-    server: ModelServer,
-    request: Invocation,
-    *,
-    body: bytes,
-    content_type: str,
-    status: int,
+class _Exchange:
+    """One InvokeEndpoint: whether it is captured (one sampling decision, shared by its shadow copy) and
+    the event id its capture records share, so a shadow's answer pairs with the production answer."""
+
+    def __init__(self, state: EndpointsState, live: LiveEndpoint, request: Invocation) -> None:
+        self.state, self.live, self.request = state, live, request
+        self.event_id = str(uuid.uuid4())
+        capture = live.capture
+        self.sampled = capture is not None and random.uniform(0, 100) < capture.sampling_percentage
+
+    def capture(self, variant: str, body: bytes, content_type: str, *, status: int) -> None:
+        """Buffer the capture record of ``variant``'s answer. A failed invocation is captured too, with its
+        status: the monitors count errors from what they read."""
+        capture = self.live.capture
+        if capture is None or not self.sampled:
+            return
+        when = datetime.now(UTC)
+        record = capture_record(
+            capture, self.request, body, content_type, when, status=status, event_id=self.event_id
+        )
+        prefix = f"{capture.destination}/{self.live.name}/{variant}/{when:%Y/%m/%d/%H}"
+        self.state.buffer.add(prefix, when, json.dumps(record, separators=(",", ":")))
+
+
+def _mirror(
+    exchange: _Exchange, account: str, region: str, served: ModelServer, headers: dict[str, str]
 ) -> None:
-    """Buffer the exchange's capture record when the endpoint captures and this one is sampled. A failed
-    invocation is captured too, with its status: the monitors count errors from what they read."""
-    capture = live.capture
-    if capture is None or random.uniform(0, 100) >= capture.sampling_percentage:
-        return
-    when = datetime.now(UTC)
-    record = capture_record(capture, request, body, content_type, when, status=status)
-    prefix = f"{capture.destination}/{live.name}/{server.variant}/{when:%Y/%m/%d/%H}"
-    state.buffer.add(prefix, when, json.dumps(record, separators=(",", ":")))
+    """Copy the request to the endpoint's shadow variants; their answers are captured and measured only."""
+    live = exchange.live
+    for shadow in live.shadows.values():
+
+        def answered(
+            status: int,
+            body: bytes,
+            content_type: str,
+            model_seconds: float | None,
+            shadow: ModelServer = shadow,
+        ) -> None:
+            exchange.capture(shadow.variant, body, content_type, status=status)
+            publish_metrics(
+                account,
+                region,
+                live.name,
+                shadow.variant,
+                status=status,
+                model_seconds=model_seconds,
+                started=time.perf_counter() - (model_seconds or 0.0),
+            )
+
+        mirror(
+            exchange.state.http,
+            shadow,
+            copy_share(served, shadow),
+            headers,
+            exchange.request.body,
+            on_answer=answered,
+        )
 
 
 def invoke_endpoint_response_patch(self: Any) -> _Response:
