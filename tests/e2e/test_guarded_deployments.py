@@ -1,16 +1,20 @@
-"""Deployment guardrails end to end, as a user drives them: each `mlcycle train --wait` trains a challenger
-whose approval deploys it under a canary. A broken one (fault injection: it fails half its predictions
-once it serves) is rolled back by the endpoint's error-rate alarm while the champion keeps serving, and a
-good one completes its canary.
+"""Shadow mode and deployment guardrails end to end, as a user drives them: each `mlcycle train --wait`
+registers a challenger that waits for review; while it waits it shadows the champion (a copy of live
+traffic, compared by `mlcycle endpoints shadow`); its approval deploys it under a canary. A broken one
+(fault injection: it fails half its predictions once it serves) shows its failures in the shadow report
+without any caller seeing one, then is rolled back by the endpoint's error-rate alarm while the champion
+keeps serving; a good one agrees with the champion in the shadow and completes its canary.
 
-One service for the module: `mlcycle local up` in a working directory whose mlcycle.toml asks for a fast
-policy (a 50% canary baking 20 s, 10-second alarm periods: locally each invocation is its own datapoint,
-see the README). A client thread sends traffic throughout, as production would; nothing tells the
-embedded AWS which model is bad: the alarm, evaluated from the endpoint's metrics, decides.
+One service for the module: `mlcycle local up` in a working directory whose mlcycle.toml asks for shadow
+mode, a reviewer for every version, and a fast policy (a 50% canary baking 20 s, 10-second alarm periods:
+locally each invocation is its own datapoint, see the README). A client thread sends traffic throughout,
+as production would; nothing tells the embedded AWS which model is bad: the alarm, evaluated from the
+endpoint's metrics, decides.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -33,6 +37,12 @@ from tests.e2e.helpers import run_mlcycle
 pytestmark = pytest.mark.e2e
 
 FAST_POLICY = """
+[thresholds]
+auto_approve = false   # every version waits for a reviewer, who reads `mlcycle endpoints shadow` first
+
+[serving.shadow]
+traffic_percent = 100
+
 [serving]
 alarm_period_seconds = 10
 max_error_rate = 0.05
@@ -117,16 +127,32 @@ def traffic(service: Service) -> Iterator[Traffic]:
     thread.join(timeout=10)
 
 
-def _train_and_approve(service: Service, version: int, *extra: str) -> None:
-    """`mlcycle train --wait`; a challenger that did not beat the champion by the margin (retraining on
-    the same data moves the metric a little either way) is approved by hand, as a reviewer would."""
+def _train(service: Service, version: int, *extra: str) -> None:
+    """`mlcycle train --wait`: the version registered waits for review."""
     trained = run_mlcycle(service.cwd, "train", "--wait", *extra, timeout=600)
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    if f"registered version {version} (PendingManualApproval)" in trained.stdout:
-        approved = run_mlcycle(service.cwd, "models", "approve", str(version))
-        assert approved.returncode == 0, approved.stdout + approved.stderr
-    else:
-        assert f"registered version {version} (Approved)" in trained.stdout, trained.stdout
+    assert f"registered version {version} (PendingManualApproval)" in trained.stdout, trained.stdout
+
+
+def _approve(service: Service, version: int) -> None:
+    approved = run_mlcycle(service.cwd, "models", "approve", str(version))
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+
+
+def _shadow_report(
+    service: Service, until: Callable[[dict[str, Any]], bool], timeout: float = 90
+) -> dict[str, Any]:
+    """`mlcycle endpoints shadow NAME --json`, asked until ``until`` holds of it."""
+    deadline = time.monotonic() + timeout
+    report: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        shown = run_mlcycle(service.cwd, "endpoints", "shadow", service.settings.endpoint_name, "--json")
+        if shown.returncode == 0:
+            report = json.loads(shown.stdout)
+            if until(report):
+                return report
+        time.sleep(2)
+    raise AssertionError(f"the shadow report did not get there within {timeout}s: {report or shown.stderr}")
 
 
 def _outcome(service: Service, version: int, timeout: float = 180) -> str:
@@ -172,8 +198,10 @@ def _show(service: Service) -> str:
 
 
 def test_the_first_model_creates_the_endpoint(service: Service, traffic: Traffic) -> None:
-    # WHEN the first model is trained, THEN it is approved and creates the endpoint, which answers
-    _train_and_approve(service, 1)
+    # WHEN the first model is trained and approved (with no champion, there is nothing to shadow)
+    _train(service, 1)
+    _approve(service, 1)
+    # THEN it creates the endpoint, which answers
     assert _outcome(service, 1) == "deployed"
     before = traffic.ok
     deadline = time.monotonic() + 30
@@ -185,8 +213,15 @@ def test_the_first_model_creates_the_endpoint(service: Service, traffic: Traffic
 
 
 def test_a_broken_challenger_is_rolled_back_by_its_alarm(service: Service, traffic: Traffic) -> None:
-    # WHEN a challenger that fails half its predictions is trained, approved and deployed under the canary
-    _train_and_approve(service, 2, "--inject-model-errors", "0.5")
+    # WHEN a challenger that fails half its predictions is trained
+    _train(service, 2, "--inject-model-errors", "0.5")
+    # THEN while it awaits review it shadows the champion: its failures show in the report, never to callers
+    report = _shadow_report(service, lambda r: r["shadow"]["failures"] >= 5)
+    assert report["shadow_package"].endswith("/2") and report["production"]["failures"] == 0
+    assert traffic.model_errors == 0
+    assert "shadow     Shadow-v2" in _show(service)
+    # WHEN it is approved all the same, and deployed under the canary
+    _approve(service, 2)
     # THEN the error-rate alarm fired, the deployment was rolled back, and the champion serves again
     outcome = _outcome(service, 2)
     assert outcome.startswith("rolled_back") and "alarm" in outcome, outcome
@@ -206,11 +241,15 @@ def test_a_good_challenger_completes_its_canary(service: Service, traffic: Traff
     # GIVEN the rollback's errors have aged out of the alarm's window
     _alarms_quiet(service)
     errors = traffic.model_errors
-    # WHEN a good challenger is trained
-    _train_and_approve(service, 3)
+    # WHEN a good challenger is trained, THEN its shadow agrees with the champion on live requests
+    _train(service, 3)
+    report = _shadow_report(service, lambda r: r["shadow_package"].endswith("/3") and r["rows"] >= 30)
+    assert report["agreement"] > 0.9 and report["shadow"]["failures"] == 0
+    # WHEN the reviewer approves it
+    _approve(service, 3)
     # THEN it completed its canary: it serves all traffic, and its package says it was deployed
     assert _outcome(service, 3) == "deployed"
     shown = _show(service)
-    assert "version 3" in shown, shown
+    assert "version 3" in shown and "shadow " not in shown, shown
     assert traffic.model_errors == errors
     assert "fault_injection" not in _metadata(service, 3)
