@@ -337,6 +337,60 @@ class FeatureViewSpec(_Model):
                 )
 
 
+class Debounce(_Model):
+    """An event fires when ``windows_breached`` of the last ``windows`` windows breach, and its
+    ``...Recovered`` when fewer do again: one bad window is not an incident, one good one not a recovery."""
+
+    windows_breached: Annotated[int, Field(ge=1)] = 2
+    windows: Annotated[int, Field(ge=1)] = 3
+
+    @model_validator(mode="after")
+    def _fits(self) -> Debounce:
+        if self.windows_breached > self.windows:
+            raise ValueError("windows_breached cannot exceed windows")
+        return self
+
+
+class KpiSpec(_Model):
+    """A business KPI: ``aggregate`` of ``column`` over the captured rows that match ``where`` (a pandas
+    query over the features, ``prediction`` and, once labels arrived, ``label``), per model version; it
+    breaches outside [``min``, ``max``]. Example: the churn rate among customers the model flagged."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
+    aggregate: Literal["mean", "sum", "count", "rate"] = "mean"
+    column: str = "label"
+    where: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class MonitoringSettings(_Model):
+    """The monitors that watch the endpoint: when they run, how much traffic a verdict needs, and when a
+    finding becomes an event (and an alert)."""
+
+    #: How often the monitors run (an EventBridge schedule per endpoint); each run reads the capture
+    #: that arrived since the last one (its window).
+    schedule_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    #: A window with fewer captured rows answers ``insufficient_data``, not a verdict.
+    min_rows: Annotated[int, Field(ge=1)] = 200
+    #: Dataset drift: the share of drifted features (importance-weighted when the model has importances)
+    #: above which the dataset has drifted.
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    #: Data quality: a feature's missing rate may exceed the baseline's by this much.
+    missing_rate_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.1
+    #: Model quality: the primary metric may fall this far below the registered test value.
+    quality_tolerance: Annotated[float, Field(ge=0)] = 0.05
+    #: Labelled rows a window needs before its model quality is judged.
+    min_labelled_rows: Annotated[int, Field(ge=1)] = 50
+    #: Bias: a segment's positive rate or recall may move this far from the baseline's.
+    bias_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.1
+    kpis: tuple[KpiSpec, ...] = ()
+    debounce: Debounce = Debounce()
+    #: System SLOs, alarmed by multi-window burn rates on the endpoint's metrics.
+    availability_slo: Annotated[float, Field(gt=0, lt=1)] = 0.999
+    latency_slo_ms: Annotated[float, Field(gt=0)] = 500.0
+
+
 class Settings(_Model):
     """A whole deployment of mlcycle."""
 
@@ -353,6 +407,7 @@ class Settings(_Model):
     functions: LambdaSettings = LambdaSettings()
     retraining: RetrainingSettings = RetrainingSettings()
     model_tests: ModelTestsSettings = ModelTestsSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     #: SageMaker scikit-learn framework container version (training and serving).
     sklearn_version: str = "1.9-0"
     #: Fraction of endpoint requests captured for monitoring (0-100).

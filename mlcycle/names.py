@@ -85,6 +85,17 @@ class EventType(StrEnum):
     TRAINING_FAILED = "TrainingFailed"
     #: A deployment was rolled back (by an alarm, or by hand); the previous model serves.
     DEPLOYMENT_ROLLED_BACK = "DeploymentRolledBack"
+    #: Monitor findings (after the debounce), each with its recovery when it clears.
+    DATA_QUALITY_VIOLATED = "DataQualityViolated"
+    DATA_QUALITY_RECOVERED = "DataQualityRecovered"
+    DRIFT_DETECTED = "DriftDetected"
+    DRIFT_RECOVERED = "DriftRecovered"
+    MODEL_QUALITY_DEGRADED = "ModelQualityDegraded"
+    MODEL_QUALITY_RECOVERED = "ModelQualityRecovered"
+    BIAS_DETECTED = "BiasDetected"
+    BIAS_RECOVERED = "BiasRecovered"
+    KPI_BREACHED = "KpiBreached"
+    KPI_RECOVERED = "KpiRecovered"
 
 
 #: SageMaker's own events (default bus) that the platform reacts to.
