@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.monitoring import statistics as st
+from mlcycle.monitoring.buckets import wasserstein_unsorted
 from mlcycle.monitoring.profile import (
     CategoricalSide,
     ColumnKind,
@@ -182,10 +183,13 @@ def compare(
         kinds[options.prediction] = _kind_of(current, options.prediction)
     reference_rows = reference.rows if isinstance(reference, Profile) else len(reference)
     enough = min(reference_rows, len(current)) >= options.min_rows
+    # Sorted sides while the significance check needs them; above, distances come from buckets.
+    sort = min(reference_rows, len(current)) <= options.significance_max_rows
 
     def one(name: str, kind: ColumnKind) -> ColumnDrift:
-        ref_side = _reference_side(reference, name, kind)
-        return compare_sides(name, kind, ref_side, side(_column(current, name), kind), options, enough=enough)
+        ref_side = _reference_side(reference, name, kind, sort=sort)
+        cur_side = side(_column(current, name), kind, sort=sort)
+        return compare_sides(name, kind, ref_side, cur_side, options, enough=enough)
 
     workers = options.workers if options.workers is not None else _available_cpus()
     if workers > 1 and len(kinds) > 1:
@@ -221,12 +225,12 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(np.full(len(frame), np.nan), dtype=float)  # a column the window lacks: all missing
 
 
-def _reference_side(reference: pd.DataFrame | Profile, name: str, kind: ColumnKind) -> Side:
+def _reference_side(reference: pd.DataFrame | Profile, name: str, kind: ColumnKind, *, sort: bool) -> Side:
     if isinstance(reference, Profile):
         if name in reference.sides and reference.schema.get(name) == kind:
             return reference.sides[name]
         raise KeyError(f"the reference profile has no {kind} column {name!r}")
-    return side(_column(reference, name), kind)
+    return side(_column(reference, name), kind, sort=sort)
 
 
 def compare_sides(
@@ -359,7 +363,7 @@ def _numeric(ref: NumericSide, cur: NumericSide, options: DriftOptions, forced: 
             ref_counts, cur_counts = ref.counts_of(distinct), cur.counts_of(distinct)
         return _discrete(test, ref_counts, cur_counts, options)
     if test == "ks":
-        result = st.ks_2samp_sorted(ref.values, cur.values)
+        result = st.ks_2samp_sorted(ref.sorted_values(), cur.sorted_values())
         return _p_value_outcome(
             "ks",
             result,
@@ -370,9 +374,13 @@ def _numeric(ref: NumericSide, cur: NumericSide, options: DriftOptions, forced: 
         )
     if test != "wasserstein":
         raise ValueError(f"test {test!r} does not apply to numeric columns")
-    distance = st.wasserstein_sorted(ref.values, cur.values) / max(float(np.std(ref.values)), 0.001)
+    scale = max(float(np.std(ref.values)), 0.001)
+    if ref.is_sorted and cur.is_sorted:
+        distance = st.wasserstein_sorted(ref.values, cur.values) / scale
+    else:
+        distance = wasserstein_unsorted(ref.values, cur.values) / scale
     p_value = None
-    if min(ref.present, cur.present) <= options.significance_max_rows:
+    if ref.is_sorted and cur.is_sorted and min(ref.present, cur.present) <= options.significance_max_rows:
         p_value = st.ks_2samp_sorted(ref.values, cur.values).p_value
     return _distance_outcome("wasserstein", distance, p_value, options, "KS")
 
@@ -399,17 +407,11 @@ def _distinct_values(ref: NumericSide, cur: NumericSide, limit: int) -> FloatArr
 
 
 def _sturges_counts(ref: NumericSide, cur: NumericSide) -> tuple[st.FloatArray, st.FloatArray]:
-    low = min(ref.values[0], cur.values[0])
-    high = max(ref.values[-1], cur.values[-1])
+    low = min(ref.minimum, cur.minimum)
+    high = max(ref.maximum, cur.maximum)
     bins = math.ceil(math.log2(ref.present + cur.present)) + 1
     edges = np.linspace(low, high, bins + 1) if high > low else np.array([low - 0.5, high + 0.5])
-    return _binned(ref.values, edges), _binned(cur.values, edges)
-
-
-def _binned(values: st.FloatArray, edges: st.FloatArray) -> st.FloatArray:
-    cuts = np.searchsorted(values, edges, side="left")
-    cuts[-1] = len(values)  # the last bin is closed, as np.histogram's
-    return np.diff(cuts).astype(np.float64)
+    return ref.histogram(edges), cur.histogram(edges)
 
 
 # --- categorical columns -----------------------------------------------------------------------------
@@ -538,7 +540,7 @@ def _histogram(ref: Side, cur: Side, options: DriftOptions) -> Histogram | None:
         or not (ref.present or cur.present)
     ):
         return None
-    ends = [v for s in (ref, cur) if s.present for v in (float(s.values[0]), float(s.values[-1]))]
+    ends = [v for s in (ref, cur) if s.present for v in (s.minimum, s.maximum)]
     low, high = min(ends), max(ends)
     edges = (
         np.linspace(low, high, options.histogram_bins + 1)
@@ -546,8 +548,8 @@ def _histogram(ref: Side, cur: Side, options: DriftOptions) -> Histogram | None:
         else np.array([low - 0.5, high + 0.5])
     )
     return Histogram(
-        reference=_shares(_binned(ref.values, edges).tolist()),
-        current=_shares(_binned(cur.values, edges).tolist()),
+        reference=_shares(ref.histogram(edges).tolist()),
+        current=_shares(cur.histogram(edges).tolist()),
         edges=edges.tolist(),
     )
 

@@ -24,31 +24,66 @@ IntArray = np.ndarray
 
 @dataclass(frozen=True)
 class NumericSide:
-    """Present values sorted ascending; ``rows`` counts missing ones too."""
+    """Present values (sorted ascending when ``is_sorted``); ``rows`` counts missing ones too.
+
+    Large windows are not sorted: their Wasserstein distance comes from buckets (``buckets.py``), and
+    every other question below has an answer that does not need the order.
+    """
 
     values: FloatArray
     rows: int
     missing: int
     invalid: int = 0  # values that were there but not numbers (counted in missing too)
+    is_sorted: bool = True
 
     @property
     def present(self) -> int:
         return len(self.values)
 
+    @property
+    def minimum(self) -> float:
+        return float(self.values[0] if self.is_sorted else np.min(self.values))
+
+    @property
+    def maximum(self) -> float:
+        return float(self.values[-1] if self.is_sorted else np.max(self.values))
+
+    def sorted_values(self) -> FloatArray:
+        return self.values if self.is_sorted else np.sort(self.values)
+
     def distinct(self, limit: int) -> FloatArray | None:
-        """The distinct values when there are at most ``limit`` of them, else None (one pass)."""
+        """The distinct values when there are at most ``limit`` of them, else None."""
         if not len(self.values):
             return self.values
-        breaks = np.flatnonzero(self.values[1:] != self.values[:-1])
-        if len(breaks) >= limit:
+        if self.is_sorted:
+            breaks = np.flatnonzero(self.values[1:] != self.values[:-1])
+            if len(breaks) >= limit:
+                return None
+            return np.concatenate((self.values[:1], self.values[breaks + 1]))
+        # A strided sample rules out most columns; a few values seen there are checked against all.
+        seen = np.unique(self.values[:: max(1, len(self.values) // 20_000)])
+        if len(seen) > limit:
             return None
-        return np.concatenate((self.values[:1], self.values[breaks + 1]))
+        if np.isin(self.values, seen).all():
+            return seen
+        every = pd.unique(self.values)
+        return np.sort(every) if len(every) <= limit else None
 
     def counts_of(self, values: FloatArray) -> FloatArray:
-        """How many times each of ``values`` occurs, by binary search in the sorted values."""
+        """How many times each of ``values`` occurs."""
+        if not self.is_sorted:
+            return np.array([np.count_nonzero(self.values == v) for v in values], dtype=np.float64)
         left = np.searchsorted(self.values, values, side="left")
         right = np.searchsorted(self.values, values, side="right")
         return (right - left).astype(np.float64)
+
+    def histogram(self, edges: FloatArray) -> FloatArray:
+        """Counts between consecutive edges, the last bin closed (as ``np.histogram``)."""
+        if not self.is_sorted:
+            return np.histogram(self.values, bins=edges)[0].astype(np.float64)
+        cuts = np.searchsorted(self.values, edges, side="left")
+        cuts[-1] = len(self.values)
+        return np.diff(cuts).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -68,7 +103,7 @@ class CategoricalSide:
 Side = NumericSide | CategoricalSide
 
 
-def numeric_side(series: pd.Series) -> NumericSide:
+def numeric_side(series: pd.Series, *, sort: bool = True) -> NumericSide:
     invalid = 0
     if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
         parsed = pd.to_numeric(series, errors="coerce")
@@ -76,6 +111,11 @@ def numeric_side(series: pd.Series) -> NumericSide:
         series = parsed
     # float64 columns are read without a copy (np.sort makes the one copy we need)
     raw = series.to_numpy() if series.dtype == np.float64 else series.to_numpy(np.float64, na_value=np.nan)
+    if not sort:
+        present = raw[np.isfinite(raw)]
+        return NumericSide(
+            present, rows=len(raw), missing=len(raw) - len(present), invalid=invalid, is_sorted=False
+        )
     values = np.sort(raw)
     # After the sort NaNs are last and infinities sit at the ends: slicing drops them without a mask.
     nan_count = int(np.count_nonzero(np.isnan(values))) if len(values) and np.isnan(values[-1]) else 0
@@ -103,8 +143,8 @@ def categorical_side(series: pd.Series) -> CategoricalSide:
     )
 
 
-def side(series: pd.Series, kind: ColumnKind) -> Side:
-    return numeric_side(series) if kind == "numeric" else categorical_side(series)
+def side(series: pd.Series, kind: ColumnKind, *, sort: bool = True) -> Side:
+    return numeric_side(series, sort=sort) if kind == "numeric" else categorical_side(series)
 
 
 @dataclass(frozen=True)
@@ -175,13 +215,17 @@ def summarize(column: Side) -> Summary:
     values = column.values
     if not len(values):
         return Summary(rows=column.rows, missing=column.missing)
-    low, high = float(values[0]), float(values[-1])
+    low, high = column.minimum, column.maximum
     edges = np.linspace(low, high, SUMMARY_BUCKETS + 1) if high > low else np.array([low, high])
-    # Counts between edges by binary search in the sorted values; the last bucket is closed.
-    cuts = np.searchsorted(values, edges, side="left")
-    cuts[-1] = len(values)
-    counts = np.diff(cuts)
-    ranks = np.linspace(0, len(values) - 1, min(SKETCH_POINTS, len(values))).round().astype(np.int64)
+    counts = column.histogram(edges)
+    # The sketch: evenly spaced order statistics (of a strided sample when the values are not sorted,
+    # an approximation as Model Monitor's KLL sketch is one).
+    if column.is_sorted:
+        ranks = np.linspace(0, len(values) - 1, min(SKETCH_POINTS, len(values))).round().astype(np.int64)
+        sketch = values[ranks]
+    else:
+        sample = values[:: max(1, len(values) // 20_000)]
+        sketch = np.quantile(sample, np.linspace(0, 1, SKETCH_POINTS), method="nearest")
     return Summary(
         rows=column.rows,
         missing=column.missing,
@@ -190,9 +234,9 @@ def summarize(column: Side) -> Summary:
         total=float(values.sum()),
         minimum=low,
         maximum=high,
-        integral=bool(np.all(values[ranks] == np.round(values[ranks]))),
+        integral=bool(np.all(sketch == np.round(sketch))),
         buckets=tuple(
             (float(a), float(b), int(c)) for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
         ),
-        sketch=tuple(float(v) for v in values[ranks]),
+        sketch=tuple(float(v) for v in sketch),
     )

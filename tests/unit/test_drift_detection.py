@@ -189,3 +189,17 @@ def test_infer_schema() -> None:
     data = pd.DataFrame({"a": [1, 2], "b": [1.5, 2.5], "c": ["x", "y"], "d": [True, False]})
     assert infer_schema(data) == {"a": "numeric", "b": "numeric", "c": "categorical", "d": "categorical"}
     assert infer_schema(data, exclude=("a",)) == {"b": "numeric", "c": "categorical", "d": "categorical"}
+
+
+def test_large_windows_take_the_bucketed_path_with_the_same_scores() -> None:
+    # Above 100k rows the sides are not sorted: the distance comes from buckets, exact all the same.
+    reference, current = frame(150_000, 1), frame(150_000, 2, location=0.2, new_category=0.1)
+    bucketed = compare(reference, current, SCHEMA)
+    sorted_path = compare(reference, current, SCHEMA, DriftOptions(significance_max_rows=200_000))
+    for name in SCHEMA:
+        a, b = bucketed.column(name), sorted_path.column(name)
+        assert a.test == b.test and a.drifted == b.drifted
+        assert a.score == pytest.approx(b.score, rel=1e-9)
+    assert bucketed.column("amount").drifted and not bucketed.column("tenure").drifted
+    profiled = compare(profile(reference, SCHEMA), current, SCHEMA)
+    assert profiled.column("amount").score == pytest.approx(bucketed.column("amount").score, rel=1e-9)

@@ -230,3 +230,36 @@ def test_importing_and_running_the_monitoring_package_loads_no_scipy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# --- the bucketed Wasserstein distance of large samples (no sort) --------------------------------------
+
+
+def _large_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    n = 200_000
+    return [
+        ("normal null", rng.normal(size=n), rng.normal(size=n - 7)),
+        ("normal shift", rng.normal(size=n), rng.normal(0.05, 1.2, size=n + 3)),
+        ("integers", rng.integers(0, 500, n).astype(float), rng.integers(0, 500, n).astype(float)),
+        ("rounded", np.round(rng.normal(size=n), 2), np.round(rng.normal(size=n), 2)),
+        ("lognormal", rng.lognormal(0, 2, n), rng.lognormal(0.1, 2, n // 2)),
+        ("pareto tail", rng.pareto(1.1, n), rng.pareto(1.1, n)),
+        ("an outlier", np.r_[rng.normal(size=n), [1e12]], rng.normal(size=n)),
+        ("far apart", rng.normal(size=n), rng.normal(1000, 1, size=n)),
+        ("large offset", 1e6 + rng.normal(size=n), 1e6 + rng.normal(size=n)),
+        ("a spike", np.r_[np.zeros(n), rng.normal(size=500)], np.r_[np.zeros(n - 9), rng.normal(size=900)]),
+        ("signed zeros", np.r_[np.zeros(500), -np.zeros(500), rng.normal(size=n)], rng.normal(size=n)),
+        ("tiny", np.array([1.0]), np.array([2.0, 3.0])),
+        ("constant", np.full(1000, 3.0), np.r_[np.full(10, 3.0), [5.0]]),
+    ]
+
+
+LARGE = _large_pairs()
+
+
+@pytest.mark.parametrize(("name", "a", "b"), LARGE, ids=[p[0] for p in LARGE])
+def test_bucketed_wasserstein_matches_scipy_without_sorting(name: str, a: np.ndarray, b: np.ndarray) -> None:
+    from mlcycle.monitoring.buckets import wasserstein_unsorted
+
+    assert wasserstein_unsorted(a, b) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-12)
