@@ -548,8 +548,8 @@ def _histogram(ref: Side, cur: Side, options: DriftOptions) -> Histogram | None:
         else np.array([low - 0.5, high + 0.5])
     )
     return Histogram(
-        reference=_shares(ref.histogram(edges).tolist()),
-        current=_shares(cur.histogram(edges).tolist()),
+        reference=_shares(ref.histogram(edges, exact=False).tolist()),
+        current=_shares(cur.histogram(edges, exact=False).tolist()),
         edges=edges.tolist(),
     )
 

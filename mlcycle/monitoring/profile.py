@@ -77,13 +77,31 @@ class NumericSide:
         right = np.searchsorted(self.values, values, side="right")
         return (right - left).astype(np.float64)
 
-    def histogram(self, edges: FloatArray) -> FloatArray:
-        """Counts between consecutive edges, the last bin closed (as ``np.histogram``)."""
+    def histogram(self, edges: FloatArray, *, exact: bool = True) -> FloatArray:
+        """Counts between consecutive, evenly spaced edges, the last bin closed (as ``np.histogram``);
+        ``exact=False`` allows the display counts of :func:`uniform_counts` for unsorted values."""
         if not self.is_sorted:
-            return np.histogram(self.values, bins=edges)[0].astype(np.float64)
+            if not exact:
+                return uniform_counts(self.values, edges)
+            span = (float(edges[0]), float(edges[-1]))
+            return np.histogram(self.values, bins=len(edges) - 1, range=span)[0].astype(np.float64)
         cuts = np.searchsorted(self.values, edges, side="left")
         cuts[-1] = len(self.values)
         return np.diff(cuts).astype(np.float64)
+
+
+def uniform_counts(values: FloatArray, edges: FloatArray) -> FloatArray:
+    """Counts per bin of evenly spaced ``edges`` that span all ``values``, by arithmetic.
+
+    A value within rounding of an interior edge may land in the bin next to np.histogram's choice:
+    these counts are for display (summaries, the report's histograms). np.histogram itself loops over
+    blocks in Python, and sorts when given the edges.
+    """
+    bins = len(edges) - 1
+    width = float(edges[-1] - edges[0])
+    index = ((values - edges[0]) * (bins / width if width > 0 else 0.0)).astype(np.int64)
+    np.clip(index, 0, bins - 1, out=index)
+    return np.bincount(index, minlength=bins).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -217,7 +235,7 @@ def summarize(column: Side) -> Summary:
         return Summary(rows=column.rows, missing=column.missing)
     low, high = column.minimum, column.maximum
     edges = np.linspace(low, high, SUMMARY_BUCKETS + 1) if high > low else np.array([low, high])
-    counts = column.histogram(edges)
+    counts = column.histogram(edges, exact=False)
     # The sketch: evenly spaced order statistics (of a strided sample when the values are not sorted,
     # an approximation as Model Monitor's KLL sketch is one).
     if column.is_sorted:
