@@ -17,5 +17,6 @@ MODULES = (
     "endpoints",
     "predict",
     "monitor",
+    "labels",
     "example",
 )
