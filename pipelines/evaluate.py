@@ -8,7 +8,10 @@ the quality gate and the champion's metrics, written by the pipeline's validatio
 
 - ``evaluation.json``: metrics, the post-training test report and the baseline statistics;
 - ``model_tests.json``: the report alone; ``baseline.json``: per-feature sketches of the training set
-  (the drift monitors' reference, registered with the model).
+  (registered with the model);
+- ``reference.parquet``: the drift monitors' reference: a sample of the training set's features (at most
+  :data:`REFERENCE_ROWS` rows) with the model's ``prediction`` and ``probability`` for them and the true
+  ``label``, so monitors test serving windows, predictions and segments against what the model learned from.
 
 Failed tests are a result, not an error: the job completes and the pipeline's gate reads the report.
 An error writes its reason to ``--failure-file`` (SageMaker's FailureReason) and exits 1.
@@ -86,6 +89,25 @@ def evaluate(model: Any, train: pd.DataFrame, test: pd.DataFrame, run: dict[str,
     }
 
 
+REFERENCE_ROWS = 20_000
+
+
+def reference_sample(model: Any, train: pd.DataFrame, problem: dict[str, Any]) -> pd.DataFrame:
+    """Features, prediction, probability (binary classifiers: the positive class's) and label of a
+    seeded sample of the training set: what serving windows are compared with."""
+    sample = train.sample(n=min(len(train), REFERENCE_ROWS), random_state=problem.get("seed", 42))
+    features = modeling.features_frame(sample, problem)
+    frame = features.reset_index(drop=True)
+    frame["prediction"] = model.predict(features)
+    frame["probability"] = float("nan")
+    if problem["task"] == "classification":
+        proba = model.predict_proba(features)
+        if proba.shape[1] == 2:
+            frame["probability"] = proba[:, 1]
+    frame["label"] = sample[problem["target"]].to_numpy()
+    return frame
+
+
 def write_outputs(evaluation: dict[str, Any], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
@@ -98,8 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run = json.loads(next(args.run.rglob("*.json")).read_text())
         train, test = read_frame(args.train), read_frame(args.test)
-        evaluation = evaluate(load_model(args.model), train, test, run)
+        model = load_model(args.model)
+        evaluation = evaluate(model, train, test, run)
         write_outputs(evaluation, args.output)
+        reference_sample(model, train, run["problem"]).to_parquet(args.output / "reference.parquet", index=False)
         print(f"metrics: {json.dumps(evaluation['metrics'])}", flush=True)
         print(evaluation["model_tests"]["summary"], flush=True)
     except Exception as exc:
