@@ -76,24 +76,23 @@ def positive_label(problem: ProblemConfig) -> int:
 def parse(data: bytes, filename: str, problem: ProblemConfig) -> pd.DataFrame:
     """``inference_id`` (str), ``label`` (int64 classes or float64 values), ``labelled_at`` (UTC, NaT
     when the file does not say); a ``ValueError`` names the line (row for Parquet) and column at fault."""
-    name = filename.lower()
+    try:
+        raw, locate = _read(data, filename.lower())
+        return _validate(raw, locate, problem)
+    except (ValueError, OSError) as exc:  # parse errors of pandas and pyarrow are ValueErrors too
+        raise ValueError(f"{filename}: {exc}") from None
+
+
+def _read(data: bytes, name: str) -> tuple[pd.DataFrame, Locate]:
     if name.endswith(".gz"):
         data, name = gzip.decompress(data), name[:-3]
     if name.endswith(".csv"):
-        raw, locate = _read_csv(data)
-    elif name.endswith((".jsonl", ".json", ".ndjson")):
-        raw, locate = _read_json_lines(data)
-    elif name.endswith(".parquet"):
-        raw = pd.read_parquet(io.BytesIO(data))
-        locate = _rows
-    else:
-        raise ValueError(
-            f"{filename}: unknown label file type (use .csv, .jsonl or .parquet, optionally .gz)"
-        )
-    try:
-        return _validate(raw, locate, problem)
-    except ValueError as exc:
-        raise ValueError(f"{filename}: {exc}") from None
+        return _read_csv(data)
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return _read_json_lines(data)
+    if name.endswith(".parquet"):
+        return pd.read_parquet(io.BytesIO(data)), _rows
+    raise ValueError("unknown label file type (use .csv, .jsonl or .parquet, optionally .gz)")
 
 
 def _rows(position: int) -> str:
