@@ -15,6 +15,14 @@ def cmd_example(args: argparse.Namespace, settings: Settings) -> int:
     frame = churn.generate(args.rows, seed=args.seed, drift=args.drift)
     frame.to_csv(args.out, index=False)
     say(f"wrote {len(frame)} rows (seed {args.seed}, drift {args.drift}) to {args.out}")
+    if args.labels:
+        # The rows' true labels keyed by customer id: send each row with InferenceId=customer_id, then
+        # `mlcycle labels upload` this file for the model quality monitors.
+        truth = frame[["customer_id", "churned"]].rename(
+            columns={"customer_id": "inference_id", "churned": "label"}
+        )
+        truth.to_csv(args.labels, index=False)
+        say(f"wrote their {len(truth)} labels (inference_id = customer_id) to {args.labels}")
     return 0
 
 
@@ -27,4 +35,9 @@ def add_parser(subparsers: Any) -> None:
         "--drift", type=float, default=0.0, help="0 = like the training data, 1 = strongly drifted"
     )
     example.add_argument("--out", default="churn.csv")
+    example.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="also write the rows' labels (inference_id = customer_id) for 'mlcycle labels upload'",
+    )
     example.set_defaults(func=cmd_example)

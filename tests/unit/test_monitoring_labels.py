@@ -244,3 +244,13 @@ def test_labels_upload_help_explains_the_format(capsys: pytest.CaptureFixture[st
         cli.main(["labels", "upload", "--help"])
     out = capsys.readouterr().out
     assert "inference_id" in out and "labelled_at" in out and "latest label wins" in out
+
+
+def test_example_generate_writes_labels_keyed_by_customer_id(tmp_path: Path, problem: ProblemConfig) -> None:
+    rows, truth = tmp_path / "rows.csv", tmp_path / "labels.csv"
+    argv = ["example", "generate", "--rows", "50", "--seed", "3", "--out", str(rows), "--labels", str(truth)]
+    assert cli.main(argv) == 0
+    frame = labels.parse(truth.read_bytes(), truth.name, problem)
+    generated = pd.read_csv(rows)
+    assert frame["inference_id"].tolist() == generated["customer_id"].tolist()
+    assert frame["label"].tolist() == generated["churned"].tolist()
