@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -30,12 +31,13 @@ def join(window: pd.DataFrame, labels: pd.DataFrame) -> Joined:
     id, as :func:`mlcycle.monitoring.labels.load` gives them). Every row that carries an id gets its label,
     so a request of several rows under one id shares it."""
     frame = window.drop(columns=["label"], errors="ignore")
-    by_id = labels.drop_duplicates("inference_id", keep="last").set_index("inference_id")["label"]
+    # Ids as strings on both sides: a numeric-looking id read from a file must still meet the captured one.
+    truth = labels.assign(inference_id=labels["inference_id"].astype(str))
+    by_id = truth.drop_duplicates("inference_id", keep="last").set_index("inference_id")["label"]
     ids = frame["inference_id"] if "inference_id" in frame.columns else pd.Series(None, index=frame.index)
-    # Ids as strings on both sides: a numeric-looking id read from CSV must still meet the captured one.
-    keys = ids.where(ids.notna(), None).map(lambda v: None if v is None else str(v))
-    by_id.index = by_id.index.map(str)
-    label = keys.map(by_id).astype("float64")
+    present = ids.notna().to_numpy()
+    label = pd.Series(np.nan, index=frame.index, dtype="float64")
+    label[present] = ids[present].astype(str).map(by_id).astype("float64").to_numpy()
     frame = frame.assign(label=label.to_numpy())
     labelled = int(label.notna().sum())
     coverage = labelled / len(frame) if len(frame) else 0.0

@@ -254,3 +254,13 @@ def test_example_generate_writes_labels_keyed_by_customer_id(tmp_path: Path, pro
     generated = pd.read_csv(rows)
     assert frame["inference_id"].tolist() == generated["customer_id"].tolist()
     assert frame["label"].tolist() == generated["churned"].tolist()
+
+
+def test_join_matches_ids_across_types_and_keeps_the_last_duplicate() -> None:
+    window = pd.DataFrame(
+        {"prediction": [1, 0, 1], "inference_id": pd.array(["7", None, "8"], dtype="string")}
+    )
+    truth = pd.DataFrame({"inference_id": [7, "7", 8], "label": [0, 1, 1]})
+    joined = outcomes.join(window, truth)
+    np.testing.assert_array_equal(joined.frame["label"].to_numpy(), [1.0, np.nan, 1.0])
+    assert joined.labelled == 2
