@@ -79,17 +79,22 @@ def ks_2samp_sorted(a: FloatArray, b: FloatArray) -> TestResult:
 
 
 def ks_statistic_sorted(a: FloatArray, b: FloatArray) -> float:
-    """sup |F_a - F_b| of the empirical CDFs, from two sorted samples.
+    """sup |F_a - F_b| of the empirical CDFs, from two sorted samples, with one binary search.
 
-    F_a - F_b rises only at values of a and falls only at values of b, so its maximum is reached at some
-    a_i and its minimum at some b_j: at a_i (the i-th value, ties included) it is at least (i+1)/n1 -
-    #{b <= a_i}/n2, with equality at the last of a run of ties, so the maximum over i is exact.
+    F_a - F_b only falls at values of b, so its minimum is at some b_j: (j+1)/n2 - #{a <= b_j}/n1 at the
+    last of a run of ties. Its maximum is reached just below some b_j (or after the last b): #{a < b_j}/n1
+    - j/n2 at the first of a run. ``#{a < b_j}`` equals ``#{a <= b_j}`` unless b_j also occurs in a, which
+    is checked by looking at the a value before it; only those are searched again.
     """
     n1, n2 = len(a), len(b)
-    b_at_a = np.searchsorted(b, a, side="right")
-    a_at_b = np.searchsorted(a, b, side="right")
-    rise = np.max(np.arange(1, n1 + 1) / n1 - b_at_a / n2)
-    fall = np.max(np.arange(1, n2 + 1) / n2 - a_at_b / n1)
+    at_or_below = np.searchsorted(a, b, side="right")
+    below = at_or_below.copy()
+    tied = np.flatnonzero(at_or_below > 0)
+    tied = tied[a[at_or_below[tied] - 1] == b[tied]]
+    below[tied] = np.searchsorted(a, b[tied], side="left")
+    j = np.arange(n2)
+    fall = np.max((j + 1) / n2 - at_or_below / n1)
+    rise = np.max(below / n1 - j / n2)  # (after the last b, F_a - F_b = F_a - 1 <= 0)
     return float(min(1.0, max(rise, fall, 0.0)))
 
 
