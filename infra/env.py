@@ -32,6 +32,7 @@ def build(
     online_table: dynamodb.ITable | None = None,
     idempotency_table: dynamodb.ITable | None = None,
     lineage_table: dynamodb.ITable | None = None,
+    monitor_table: dynamodb.ITable | None = None,
     large_upload_state_machine: sfn.IStateMachine | None = None,
     rollback_alarms: Sequence[cloudwatch.IAlarm] = (),
 ) -> dict[str, str]:
@@ -49,6 +50,7 @@ def build(
         Env.ONLINE_TABLE: online_table.table_name if online_table else None,
         Env.IDEMPOTENCY_TABLE: idempotency_table.table_name if idempotency_table else None,
         Env.LINEAGE_TABLE: lineage_table.table_name if lineage_table else None,
+        Env.MONITOR_TABLE: monitor_table.table_name if monitor_table else None,
         Env.LARGE_UPLOAD_STATE_MACHINE: (
             large_upload_state_machine.state_machine_arn if large_upload_state_machine else None
         ),

@@ -169,6 +169,16 @@ class Serving(Construct):
             "sagemaker:DeleteTags",
         )
 
+    def grant_read_endpoint(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read the endpoint, its configs and models with their tags: which model version serves."""
+        return self._grant(
+            grantee,
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:DescribeModel",
+            "sagemaker:ListTags",
+        )
+
     def grant_scale_endpoint(self, grantee: iam.IGrantable) -> iam.Grant:
         """Register the endpoint's variant with Application Auto Scaling and put its target-tracking policy
         (mlcycle.deployment.ensure_autoscaling). No CDK grant exists for a target created at run time."""

@@ -12,6 +12,7 @@ from infra.endpoint_alarms import EndpointAlarms
 from infra.feature_store import FeatureStore
 from infra.functions import FunctionFactory
 from infra.lineage import Lineage
+from infra.model_monitors import ModelMonitors
 from infra.monitoring import Monitoring
 from infra.registry import ModelRegistry
 from infra.retraining import EventBus, Retraining
@@ -89,6 +90,16 @@ class MlcycleStack(cdk.Stack):
         ):
             self.lineage.grant_record(recorder)
             recorder.add_environment(Env.LINEAGE_TABLE, self.lineage.table.table_name)
+        self.model_monitors = ModelMonitors(
+            self,
+            "ModelMonitors",
+            settings=settings,
+            data_lake=self.data_lake,
+            registry=self.registry,
+            serving=self.serving,
+            bus=bus,
+            functions=functions,
+        )
         self.retraining = Retraining(
             self, "Retraining", settings=settings, bus=bus, state_machine=self.training.state_machine, key=key
         )
@@ -111,6 +122,7 @@ class MlcycleStack(cdk.Stack):
                 self.training.report_failure,
                 self.serving.deploy_model,
                 self.serving.deployment_outcome,
+                self.model_monitors.monitor,
             ],
             alerts=self.alerting.alerts,
         )
@@ -134,6 +146,7 @@ class MlcycleStack(cdk.Stack):
             # Batch predictions (mlcycle predict) create models and transform jobs that run as this role; it
             # already reads the model artifacts and reads and writes the artifacts bucket they use.
             Output.SAGEMAKER_ROLE: self.training.sagemaker_role.role_arn,
+            Output.MONITOR_TABLE: self.model_monitors.table.table_name,
         }
         for name, value in values.items():
             cdk.CfnOutput(self, str(name), value=value)

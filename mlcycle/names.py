@@ -34,6 +34,8 @@ class Env(StrEnum):
     IDEMPOTENCY_TABLE = "MLCYCLE_IDEMPOTENCY_TABLE"
     LINEAGE_TABLE = "MLCYCLE_LINEAGE_TABLE"
     LARGE_UPLOAD_STATE_MACHINE = "MLCYCLE_LARGE_UPLOAD_STATE_MACHINE"
+    #: The monitors' state: checkpoints, windows and debounce (mlcycle.monitoring.windows).
+    MONITOR_TABLE = "MLCYCLE_MONITOR_TABLE"
     #: Comma-separated names of the alarms that roll a deployment back.
     ROLLBACK_ALARMS = "MLCYCLE_ROLLBACK_ALARMS"
     #: Powertools' own variable: the service name in logs, traces and metrics.
@@ -61,6 +63,8 @@ class Output(StrEnum):
     ATHENA_WORKGROUP = "AthenaWorkGroupName"
     #: Execution role of the SageMaker models and jobs the CLI creates (batch transform).
     SAGEMAKER_ROLE = "SageMakerRoleArn"
+    #: The monitors' checkpoints, windows and findings (``mlcycle monitor status``).
+    MONITOR_TABLE = "MonitorTableName"
 
     @property
     def field(self) -> str:

@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
         model = load_model(args.model)
         evaluation = evaluate(model, train, test, run)
         write_outputs(evaluation, args.output)
-        reference_sample(model, train, run["problem"]).to_parquet(args.output / "reference.parquet", index=False)
+        reference_sample(model, train, run["problem"]).to_parquet(
+            args.output / "reference.parquet", index=False
+        )
         print(f"metrics: {json.dumps(evaluation['metrics'])}", flush=True)
         print(evaluation["model_tests"]["summary"], flush=True)
     except Exception as exc:

@@ -26,6 +26,7 @@ class Platform:
     glue_database: str = ""
     athena_workgroup: str = ""
     sagemaker_role: str = ""
+    monitor_table: str = ""
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, object]) -> Platform:
