@@ -17,6 +17,7 @@ from infra.monitoring import Monitoring
 from infra.registry import ModelRegistry
 from infra.retraining import EventBus, Retraining
 from infra.serving import Serving
+from infra.slo_alarms import SloAlarms
 from infra.training_pipeline import TrainingPipeline
 from mlcycle.config import Settings
 from mlcycle.names import Env, Output
@@ -125,6 +126,13 @@ class MlcycleStack(cdk.Stack):
                 self.model_monitors.monitor,
             ],
             alerts=self.alerting.alerts,
+        )
+        self.slo_alarms = SloAlarms(
+            self,
+            "SloAlarms",
+            settings=settings,
+            alerts=self.alerting.alerts,
+            dashboard=self.monitoring.dashboard,
         )
         self._outputs()
 

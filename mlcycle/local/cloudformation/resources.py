@@ -402,7 +402,8 @@ def _dashboard(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Create
 def _alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     name = props.get("AlarmName") or p.physical_name(logical_id, 255)
     keys = (
-        *("MetricName", "Namespace", "Statistic", "Period", "EvaluationPeriods", "Threshold"),
+        *("MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Period", "EvaluationPeriods"),
+        "Threshold",
         *("ComparisonOperator", "AlarmActions", "OKActions", "Dimensions", "TreatMissingData"),
         *("DatapointsToAlarm", "AlarmDescription", "Metrics", "ActionsEnabled"),
     )
@@ -413,6 +414,15 @@ def _alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
     if "Threshold" in kwargs:
         kwargs["Threshold"] = float(kwargs["Threshold"])
     p.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
+    return Created(name, {"Arn": p.arn("cloudwatch", f"alarm:{name}")})
+
+
+@creates("AWS::CloudWatch::CompositeAlarm")
+def _composite_alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
+    name = props.get("AlarmName") or p.physical_name(logical_id, 255)
+    keys = ("AlarmRule", "AlarmDescription", "ActionsEnabled", "AlarmActions", "OKActions")
+    kwargs = {k: props[k] for k in (*keys, "InsufficientDataActions") if k in props}
+    p.client("cloudwatch").put_composite_alarm(AlarmName=name, **kwargs)
     return Created(name, {"Arn": p.arn("cloudwatch", f"alarm:{name}")})
 
 

@@ -3,7 +3,8 @@
 :class:`AlarmEvaluator` does what CloudWatch does for a metric alarm, from moto's stored alarm and data:
 
 * the alarm's value per period: its metric's ``Statistic`` (Sum, Average, Minimum, Maximum,
-  SampleCount) or ``ExtendedStatistic`` (``pNN``, nearest rank), or a metric-math expression over
+  SampleCount) or ``ExtendedStatistic`` (``pNN``, nearest rank; ``PR(low:high)``, the percentile rank:
+  the percentage of values above ``low`` and at most ``high``), or a metric-math expression over
   ``Metrics`` queries (arithmetic of query ids and numbers; a division by zero is no value, as in
   CloudWatch);
 * the last ``EvaluationPeriods`` complete periods; ``DatapointsToAlarm`` of them breaching (``M out of
@@ -15,8 +16,9 @@
   to each SNS topic among the new state's actions.
 
 It runs on the embedded AWS's ticker, so a rollback or an alert happens because an alarm fired, never
-because a test said so. Not emulated: composite alarms, anomaly-detection bands, metric-insights queries
-and cross-account metrics (such an alarm goes INSUFFICIENT_DATA, naming the reason).
+because a test said so. Composite alarms are evaluated after these (mlcycle.local.cloudwatch.composite).
+Not emulated: anomaly-detection bands, metric-insights queries, cross-account metrics and the other
+extended statistics (TM, WM, TC, TS, IQM) (such an alarm goes INSUFFICIENT_DATA, naming the reason).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import logging
 import math
 import operator
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +43,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "LessThanThreshold": operator.lt,
     "LessThanOrEqualToThreshold": operator.le,
 }
+_PERCENTILE_RANK = re.compile(r"PR\(\s*([^:\s)]*)\s*:\s*([^:\s)]*)\s*\)")
 _ARITHMETIC: dict[type, Callable[[float, float], float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -186,6 +190,12 @@ def _statistic(values: list[float], stat: str | None) -> float | None:
         ordered = sorted(values)
         rank = max(1, math.ceil(float(stat[1:]) / 100 * len(ordered)))
         return ordered[rank - 1]
+    bounds = _PERCENTILE_RANK.fullmatch(stat)
+    if bounds and all(b == "" or _is_number(b) for b in bounds.groups()):
+        low_text, high_text = bounds.groups()
+        low = float(low_text) if low_text else -math.inf
+        high = float(high_text) if high_text else math.inf
+        return 100.0 * sum(low < v <= high for v in values) / len(values)
     raise UnsupportedAlarmError(f"statistic {stat}")
 
 
