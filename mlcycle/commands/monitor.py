@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcycle.commands import monitor_windows
 from mlcycle.config import Settings
 
 if TYPE_CHECKING:
@@ -205,7 +206,12 @@ def _add_drift(actions: Any) -> None:
 
 
 #: The ``monitor`` actions, each a function that adds its sub-parser.
-ACTIONS: tuple[Callable[[Any], None], ...] = (_add_drift,)
+ACTIONS: tuple[Callable[[Any], None], ...] = (
+    monitor_windows.add_run,
+    monitor_windows.add_status,
+    monitor_windows.add_report,
+    _add_drift,
+)
 
 
 def add_parser(subparsers: Any) -> None:
