@@ -24,7 +24,7 @@ import pandas as pd
 from mlcycle import deployment, events, modeling
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
-from mlcycle.monitoring import capture, data_quality, drift, formats, report_html, windows
+from mlcycle.monitoring import capture, data_quality, drift, formats, outcome_checks, report_html, windows
 from mlcycle.names import EventType
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ REFERENCE_FILE = "reference.parquet"
 FINDINGS = (
     ("drift", EventType.DRIFT_DETECTED, EventType.DRIFT_RECOVERED),
     ("data_quality", EventType.DATA_QUALITY_VIOLATED, EventType.DATA_QUALITY_RECOVERED),
+    ("model_quality", EventType.MODEL_QUALITY_DEGRADED, EventType.MODEL_QUALITY_RECOVERED),
+    ("bias", EventType.BIAS_DETECTED, EventType.BIAS_RECOVERED),
+    ("kpi", EventType.KPI_BREACHED, EventType.KPI_RECOVERED),
 )
 
 
@@ -156,13 +159,29 @@ def _evaluate(
     )
     enough = window.rows >= settings.monitoring.min_rows
     result.status = "ok" if enough else "insufficient_data"
-    result.findings = {"drift": report.dataset.drifted if enough else None, "data_quality": quality.violated}
-    result.report_uri = _write_reports(
-        platform, settings, window_id, report=report, quality=quality, result=result
+    window.frame["model_version"] = version
+    checks = outcome_checks.judge(
+        settings, platform.s3, platform.monitoring_bucket, window.frame, package=package, reference=reference
     )
-    result.metrics = _metrics(report, quality, window)
-    result.worst = {"drift": _drifted(report), "data_quality": quality.worst()}
+    result.findings = {
+        "drift": report.dataset.drifted if enough else None,
+        "data_quality": quality.violated,
+        **checks.findings,
+    }
+    result.report_uri = _write_reports(
+        platform, settings, window_id, report=report, quality=quality, checks=checks, result=result
+    )
+    result.metrics = _metrics(report, quality, window) | _outcome_metrics(checks)
+    result.worst = {"drift": _drifted(report), "data_quality": quality.worst(), **checks.worst()}
     return result
+
+
+def _outcome_metrics(checks: outcome_checks.OutcomeChecks) -> dict[str, float]:
+    quality = checks.quality
+    metrics = {"label_coverage": float(quality.coverage)}
+    metrics |= {f"quality:{k}": float(v) for k, v in quality.metrics.items() if v is not None}
+    metrics |= {f"kpi:{k.name}": float(k.value) for k in checks.kpis if k.value is not None}
+    return metrics
 
 
 def _drifted(report: drift.DriftReport, limit: int = 5) -> list[dict[str, Any]]:
@@ -213,6 +232,7 @@ def _write_reports(
     *,
     report: drift.DriftReport,
     quality: data_quality.DataQualityResult,
+    checks: outcome_checks.OutcomeChecks,
     result: WindowResult,
 ) -> str:
     safe = window_id.replace(":", "-")
@@ -228,6 +248,7 @@ def _write_reports(
         "findings": result.findings,
         "drift": report.to_dict(),
         "data_quality": quality.to_dict(),
+        **checks.to_dict(),
         "written_at": datetime.now(UTC).isoformat(),
     }
     title = f"{settings.endpoint_name} · model v{result.model_version} · window {window_id}"

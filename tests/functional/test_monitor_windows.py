@@ -75,6 +75,7 @@ def _serving_model(s3: Any, sagemaker: Any, settings: Settings) -> None:
         },
         DriftCheckBaselines={"ModelDataQuality": baseline},
         ModelApprovalStatus="Approved",
+        CustomerMetadataProperties={"metric:roc_auc": "0.85", "metric:accuracy": "0.8"},
     )["ModelPackageArn"]
     sagemaker.create_model(
         ModelName="m1",
@@ -93,20 +94,25 @@ def _serving_model(s3: Any, sagemaker: Any, settings: Settings) -> None:
 
 
 def _capture(world: World, rows: pd.DataFrame, name: str, *, per_request: int = 10, failed: int = 0) -> None:
-    """Rows sent through the endpoint as CSV requests, captured in SageMaker's JSONL layout."""
+    """Rows sent through the endpoint as CSV requests, captured in SageMaker's JSONL layout (a one-row
+    request carries the customer's id as its inference id)."""
     features = list(world.settings.problem.features)
     lines = []
     for start in range(0, len(rows), per_request):
         part = rows.iloc[start : start + per_request]
-        answer = {"predictions": _predict(part).tolist(), "probabilities": [[0.5, 0.5]] * len(part)}
-        lines.append(_record(part[features].to_csv(header=False, index=False), json.dumps(answer), 200))
+        answer = {"predictions": _predict(part).tolist(), "probabilities": [[0.4, 0.6]] * len(part)}
+        inference_id = str(part["customer_id"].iloc[0]) if per_request == 1 else None
+        body = part[features].to_csv(header=False, index=False)
+        lines.append(_record(body, json.dumps(answer), 200, inference_id))
     lines += [_record("1,2,3", '{"message": "boom"}', 500) for _ in range(failed)]
     key = f"capture/{world.settings.endpoint_name}/AllTraffic/{datetime.now(UTC):%Y/%m/%d/%H}/{name}.jsonl"
     world.platform.s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
 
 
-def _record(body: str, answer: str, status: int) -> str:
+def _record(body: str, answer: str, status: int, inference_id: str | None = None) -> str:
     metadata: dict[str, Any] = {"eventId": "e", "inferenceTime": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"}
+    if inference_id:
+        metadata["inferenceId"] = inference_id
     if status != 200:
         metadata["invocationStatus"] = status
     data = {
@@ -139,10 +145,17 @@ def test_undrifted_traffic_raises_nothing_and_each_capture_counts_once(world: Wo
     # WHEN two windows run, THEN the first reads it all and finds nothing; the second has nothing new
     first = monitor.run_window(world.settings, world.platform, "2026-11-28T10:00:00Z")
     assert (first.status, first.rows, first.failed_invocations) == ("ok", 600, 3)
-    assert first.findings == {"drift": False, "data_quality": False} and first.model_version == 1
+    assert first.model_version == 1
+    assert first.findings == {
+        "drift": False,
+        "data_quality": False,
+        "model_quality": None,  # no labels yet: no verdict
+        "bias": None,
+        "kpi": None,
+    }
     second = monitor.run_window(world.settings, world.platform, "2026-11-28T11:00:00Z")
     assert (second.status, second.rows, second.capture_objects) == ("insufficient_data", 0, 0)
-    assert second.findings == {"drift": None, "data_quality": None}
+    assert set(second.findings.values()) == {None}
     # AND a re-run of the first window counts nothing again
     again = monitor.run_window(world.settings, world.platform, "2026-11-28T10:00:00Z")
     assert again.replayed and again.rows == 600
@@ -197,3 +210,25 @@ def test_a_surge_of_missing_values_violates_data_quality(world: World) -> None:
     assert result.findings["data_quality"] is True
     [worst] = [w for w in result.worst["data_quality"] if w["feature"] == "monthly_charges"]
     assert "missing rate" in worst["violations"][0]
+
+
+def test_labels_arriving_judge_model_quality_against_the_registered_metrics(world: World) -> None:
+    from mlcycle.monitoring import labels
+
+    # GIVEN one-row requests with inference ids, and their true labels uploaded
+    windows = iter(f"2026-11-28T{h:02d}:30:00Z" for h in range(24))
+    for _ in range(2):
+        rows = churn.generate(300, seed=20 + len(world.settings.problem.features))
+        name = next(windows)
+        _capture(world, rows, name.replace(":", "-"), per_request=1)
+        truth = pd.DataFrame({"inference_id": rows["customer_id"], "label": rows["churned"].astype(int)})
+        truth["labelled_at"] = pd.Timestamp.now(tz="UTC")
+        labels.store(world.platform.s3, BUCKET, truth, source="test")
+        # WHEN the window runs
+        result = monitor.run_window(world.settings, world.platform, name)
+        # THEN its model quality is judged: a constant score has an AUC of 0.5, far below the registered 0.85
+        assert result.metrics["label_coverage"] == 1.0
+        assert result.findings["model_quality"] is True
+    # AND after two such windows ModelQualityDegraded names the metric and its drop
+    degraded = [d for k, d in _events(world) if k == "ModelQualityDegraded"]
+    assert len(degraded) == 1 and degraded[0]["worst"][0]["metric"] == "roc_auc"
