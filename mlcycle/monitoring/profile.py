@@ -123,7 +123,9 @@ Side = NumericSide | CategoricalSide
 
 def numeric_side(series: pd.Series, *, sort: bool = True) -> NumericSide:
     invalid = 0
-    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
+    if pd.api.types.is_datetime64_any_dtype(series.dtype) or pd.api.types.is_timedelta64_dtype(series.dtype):
+        series = _seconds(series)
+    elif series.dtype == object or isinstance(series.dtype, pd.StringDtype):
         parsed = pd.to_numeric(series, errors="coerce")
         invalid = int((parsed.isna() & series.notna()).sum())
         series = parsed
@@ -142,6 +144,21 @@ def numeric_side(series: pd.Series, *, sort: bool = True) -> NumericSide:
     end = int(np.searchsorted(values[:end], np.inf, side="left"))
     present = values[start:end]
     return NumericSide(values=present, rows=len(values), missing=len(values) - len(present), invalid=invalid)
+
+
+def _seconds(series: pd.Series) -> pd.Series:
+    """Timestamps (or durations) as float seconds, NaT as NaN, for a time column declared numeric."""
+    values: np.ndarray
+    if pd.api.types.is_timedelta64_dtype(series.dtype):
+        values = pd.to_timedelta(series).to_numpy(dtype="timedelta64[ns]")
+    else:
+        stamps = pd.to_datetime(series)
+        if getattr(stamps.dt, "tz", None) is not None:
+            stamps = stamps.dt.tz_convert(None)
+        values = stamps.to_numpy(dtype="datetime64[ns]")
+    numbers = values.astype(np.int64) / 1e9
+    numbers[np.isnat(values)] = np.nan
+    return pd.Series(numbers)
 
 
 def categorical_side(series: pd.Series) -> CategoricalSide:

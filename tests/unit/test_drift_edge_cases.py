@@ -142,3 +142,24 @@ def test_nullable_and_categorical_dtypes() -> None:
     assert report.column("k").unseen_categories == ["c"]
     assert report.column("i").reference_missing_share == 0.25
     _assert_clean(report)
+
+
+def test_time_columns_declared_numeric_are_compared_in_seconds() -> None:
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    reference = pd.DataFrame(
+        {
+            "t": start + pd.to_timedelta(np.arange(300), unit="h"),
+            "d": pd.to_timedelta(np.arange(300), unit="s"),
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "t": start + pd.to_timedelta(np.arange(300) + 2000, unit="h"),
+            "d": pd.to_timedelta(np.arange(300), unit="s"),
+        }
+    )
+    current.loc[0, "t"] = pd.NaT
+    report = compare(reference, current, {"t": "numeric", "d": "numeric"})
+    assert report.column("t").drifted and not report.column("d").drifted
+    assert report.column("t").current_missing_share == pytest.approx(1 / 300)
+    _assert_clean(report)
