@@ -52,6 +52,7 @@ from mlcycle.monitoring.profile import (
     side,
     summarize,
 )
+from mlcycle.monitoring.sources import Columns, columns_of
 
 TestName = Literal[
     "ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi", "missing", "presence", "none"
@@ -167,28 +168,31 @@ class DriftReport:
 
 
 def compare(
-    reference: pd.DataFrame | Profile,
-    current: pd.DataFrame,
+    reference: pd.DataFrame | Columns | Profile,
+    current: pd.DataFrame | Columns,
     schema: Mapping[str, ColumnKind],
     options: DriftOptions | None = None,
 ) -> DriftReport:
     """Drift of each schema column (and of ``options.prediction``) from ``reference`` to ``current``.
 
-    ``reference`` may be a :class:`Profile` made once (the baseline sorted at training time); a frame
-    is profiled column by column, so at most one column of each side is held sorted at a time.
+    ``reference`` may be a :class:`Profile` made once (the baseline sorted at training time). Frames,
+    or :class:`~mlcycle.monitoring.sources.ParquetColumns` read column by column, are prepared one
+    column at a time, so at most ``workers`` columns of each side are held at once.
     """
     options = options or DriftOptions()
+    window = columns_of(current)
+    base = reference if isinstance(reference, Profile) else columns_of(reference)
     kinds = dict(schema)
     if options.prediction and options.prediction not in kinds:
-        kinds[options.prediction] = _kind_of(current, options.prediction)
-    reference_rows = reference.rows if isinstance(reference, Profile) else len(reference)
-    enough = min(reference_rows, len(current)) >= options.min_rows
+        kinds[options.prediction] = _kind_of(window, options.prediction)
+    reference_rows, current_rows = base.rows, window.rows
+    enough = min(reference_rows, current_rows) >= options.min_rows
     # Sorted sides while the significance check needs them; above, distances come from buckets.
-    sort = min(reference_rows, len(current)) <= options.significance_max_rows
+    sort = min(reference_rows, current_rows) <= options.significance_max_rows
 
     def one(name: str, kind: ColumnKind) -> ColumnDrift:
-        ref_side = _reference_side(reference, name, kind, sort=sort)
-        cur_side = side(_column(current, name), kind, sort=sort)
+        ref_side = _reference_side(base, name, kind, sort=sort)
+        cur_side = side(window.column(name), kind, sort=sort)
         return compare_sides(name, kind, ref_side, cur_side, options, enough=enough)
 
     workers = options.workers if options.workers is not None else _available_cpus()
@@ -200,7 +204,7 @@ def compare(
     else:
         results = {name: one(name, kind) for name, kind in kinds.items()}
     prediction = results.pop(options.prediction) if options.prediction else None
-    dataset = _dataset_drift(list(results.values()), options, reference_rows, len(current), enough=enough)
+    dataset = _dataset_drift(list(results.values()), options, reference_rows, current_rows, enough=enough)
     return DriftReport(dataset=dataset, columns=list(results.values()), prediction=prediction)
 
 
@@ -211,26 +215,20 @@ def _available_cpus() -> int:
         return min(4, os.cpu_count() or 1)
 
 
-def _kind_of(frame: pd.DataFrame, name: str) -> ColumnKind:
-    if name not in frame.columns:
+def _kind_of(window: Columns, name: str) -> ColumnKind:
+    if name not in window.names:
         raise KeyError(f"the prediction column {name!r} is not in the current data")
-    dtype = frame[name].dtype
+    dtype = window.column(name).dtype
     numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
     return "numeric" if numeric else "categorical"
 
 
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    if name in frame.columns:
-        return frame[name]
-    return pd.Series(np.full(len(frame), np.nan), dtype=float)  # a column the window lacks: all missing
-
-
-def _reference_side(reference: pd.DataFrame | Profile, name: str, kind: ColumnKind, *, sort: bool) -> Side:
+def _reference_side(reference: Columns | Profile, name: str, kind: ColumnKind, *, sort: bool) -> Side:
     if isinstance(reference, Profile):
         if name in reference.sides and reference.schema.get(name) == kind:
             return reference.sides[name]
         raise KeyError(f"the reference profile has no {kind} column {name!r}")
-    return side(_column(reference, name), kind, sort=sort)
+    return side(reference.column(name), kind, sort=sort)
 
 
 def compare_sides(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlcycle.monitoring.drift import DriftOptions, compare
 from mlcycle.monitoring.profile import infer_schema, profile
+from mlcycle.monitoring.sources import ParquetColumns
 
 SCHEMA = {"amount": "numeric", "tenure": "numeric", "plan": "categorical", "region": "categorical"}
 
@@ -203,3 +206,15 @@ def test_large_windows_take_the_bucketed_path_with_the_same_scores() -> None:
     assert bucketed.column("amount").drifted and not bucketed.column("tenure").drifted
     profiled = compare(profile(reference, SCHEMA), current, SCHEMA)
     assert profiled.column("amount").score == pytest.approx(bucketed.column("amount").score, rel=1e-9)
+
+
+def test_parquet_files_compared_column_by_column_give_the_frames_report(tmp_path: Path) -> None:
+    reference, current = frame(3000, 1), frame(3000, 2, location=0.5)
+    reference.to_parquet(tmp_path / "reference.parquet")
+    current.drop(columns=["region"]).to_parquet(tmp_path / "current.parquet")
+    from_files = compare(
+        ParquetColumns(tmp_path / "reference.parquet"), ParquetColumns(tmp_path / "current.parquet"), SCHEMA
+    )
+    from_frames = compare(reference, current.drop(columns=["region"]), SCHEMA)
+    assert from_files.to_dict() == from_frames.to_dict()
+    assert from_files.column("region").test == "missing"
