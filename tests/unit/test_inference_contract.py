@@ -211,3 +211,57 @@ def test_fault_injection_fails_the_share_of_predictions_it_names(
     # AND without the variable the same model predicts
     monkeypatch.delenv(MODEL_FAULT_ENV)
     assert inference.model_fn(str(example_model_dir(tmp_path, settings))).fault_rate == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "classes", "leaves"),
+    [
+        ("classifier", 2, 15),  # 16-bit words, leaf by table
+        ("classifier", 3, 31),  # several trees per iteration; 32-bit words, leaf from the exponent
+        ("regressor", 0, 63),  # 64-bit words
+        ("regressor", 0, 6),  # 8-bit words
+    ],
+)
+def test_booster_scores_are_scikit_learns_bit_for_bit(kind: str, classes: int, leaves: int) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    # GIVEN a booster trained on data with missing values (so splits send them either way)
+    rng = np.random.default_rng(leaves)
+    x = rng.normal(size=(1500, 6))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    signal = np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]) * np.isnan(x[:, 2])
+    if kind == "classifier":
+        y = np.digitize(signal, np.quantile(signal, np.linspace(0, 1, classes + 1)[1:-1]))
+        estimator: Any = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=leaves, random_state=0)
+    else:
+        y = signal + rng.normal(size=len(signal))
+        estimator = HistGradientBoostingRegressor(max_iter=40, max_leaf_nodes=leaves, random_state=0)
+    estimator.fit(x, y)
+    booster = inference._Booster.compile(estimator)
+    assert booster is not None
+    # WHEN it scores rows with missing values, infinities and values exactly on its thresholds,
+    # in batches below, at and across its block size
+    cuts = booster.threshold.ravel()
+    for rows in (1, 2, 3, booster.BLOCK, booster.BLOCK + 1, 700):
+        data = rng.normal(size=(rows, 6))
+        data[rng.random(data.shape) < 0.2] = np.nan
+        data[rng.random(data.shape) < 0.02] = np.inf
+        on_cut = rng.random(data.shape) < 0.3
+        data[on_cut] = rng.choice(cuts[np.isfinite(cuts)], size=int(on_cut.sum()))
+        # THEN its raw scores are scikit-learn's, bit for bit
+        assert np.array_equal(booster.raw(data), estimator._raw_predict(data)), rows
+
+
+def test_booster_declines_what_it_cannot_reproduce() -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 3))
+    wide = HistGradientBoostingRegressor(max_iter=3, max_leaf_nodes=80, min_samples_leaf=5).fit(x, x[:, 0])
+    assert max(int(t.nodes["is_leaf"].sum()) for p in wide._predictors for t in p) > 64
+    assert inference._Booster.compile(wide) is None  # more leaves than a 64-bit word: scikit-learn's walk
+    categorical = HistGradientBoostingRegressor(max_iter=3, categorical_features=[0])
+    codes = rng.integers(0, 4, 3000)
+    categorical.fit(np.c_[codes, x[:, 1:]], codes % 2 + x[:, 1])
+    assert any(t.nodes["is_categorical"].any() for p in categorical._predictors for t in p)
+    assert inference._Booster.compile(categorical) is None  # categorical splits: scikit-learn's walk
