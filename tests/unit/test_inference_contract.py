@@ -162,9 +162,10 @@ def _frame(rows: int, seed: int) -> pd.DataFrame:
         ("logistic_regression", "classification"),
     ],
 )
-@pytest.mark.parametrize("rows", [1, 7, 100, 300])  # both sides of the booster's small-batch crossover
+@pytest.mark.parametrize("rows", [1, 7, 100, 300])  # both sides of the booster's 256-row blocks
+@pytest.mark.parametrize("media", [JSON, CSV])
 def test_fast_path_is_identical_to_the_fitted_pipeline(
-    tmp_path: Path, settings: Settings, family: str, task: str, rows: int
+    tmp_path: Path, settings: Settings, family: str, task: str, rows: int, media: str
 ) -> None:
     # GIVEN a model trained by mlcycle.modeling and rows with missing values and unseen categories
     model = inference.model_fn(str(example_model_dir(tmp_path, settings, family, task)))
@@ -173,7 +174,12 @@ def test_fast_path_is_identical_to_the_fitted_pipeline(
     features = modeling.features_frame(frame, problem)
     records = json.loads(features.to_json(orient="records"))
     # WHEN the handlers predict them
-    answer = json.loads(inference.transform_fn(model, json.dumps(records), JSON, JSON)[0])
+    if media == CSV:  # column-wise parsing; a missing value is an empty field
+        body = features.to_csv(header=False, index=False)
+        assert inference._csv_columns(body, model) is not None
+    else:
+        body = json.dumps(records)
+    answer = json.loads(inference.transform_fn(model, body, media, JSON)[0])
     # THEN labels and probabilities are scikit-learn's own, bit for bit before the 6-digit rounding
     assert answer["predictions"] == model.pipeline.predict(features).tolist()
     if task == "classification":
@@ -265,3 +271,60 @@ def test_booster_declines_what_it_cannot_reproduce() -> None:
     categorical.fit(np.c_[codes, x[:, 1:]], codes % 2 + x[:, 1])
     assert any(t.nodes["is_categorical"].any() for p in categorical._predictors for t in p)
     assert inference._Booster.compile(categorical) is None  # categorical splits: scikit-learn's walk
+
+
+def _outcome(read: Any) -> Any:
+    """Columns (NaN-aware, comparable) or the error (type, message, status) a read ends with."""
+    try:
+        columns = read()
+    except Exception as error:
+        return type(error).__name__, str(error), getattr(error, "status", None)
+    return {
+        name: [("nan" if isinstance(v, float) and np.isnan(v) else v) for v in values.tolist()]
+        for name, values in columns.items()
+    }
+
+
+_ROW_2 = "24,99.9,0,61,month-to-month,bank-transfer,south"
+CSV_BODIES = [body for _, body, content_type, _, _, _ in TABLE if content_type.startswith(CSV)] + [
+    f"{CSV_ROW}\n\n{_ROW_2}\n\n",  # blank lines
+    f"{CSV_ROW}\n{_ROW_2}\n" * 60,  # many rows
+    " 12 ,\t70.5,2, 40 ,one-year,card,north",  # blanks around numbers (float strips them)
+    "12,nan,2,NaN,one-year,card,north\n12, NA ,null,None,NA, ,None",  # missing marks
+    "12,-nan,inf,-Infinity,one-year,card,north",  # what float() reads beyond digits
+    "1_2,70.5,2,40,one-year,card,north",  # underscores: float() reads them, as _numeric does
+    "\u0661\u0662,70.5,2,40,one-year,card,north",  # Arabic-Indic digits: float() reads them too
+    "12,70.5,2,40,null, None ,nan",  # missing categories (and 'nan' is one)
+    "12,70.5,2,40, one-year,card ,north",  # categories keep their blanks
+    "12,70.5,2,40,weekly,cash,mars",  # unseen categories
+    "\ufeff12,70.5,2,40,one-year,card,north",  # a byte-order mark is not a number
+    " \n" + CSV_ROW,  # a blank-only line is a row of one value
+    ",".join(ROW).upper() + "\n" + CSV_ROW,  # a header in capitals
+    ",".join(f" {name} " for name in ROW) + "\n" + CSV_ROW,  # a header with blanks
+    f"{CSV_ROW}\n{CSV_ROW.replace('70.5', 'x')}\n1,2",  # row 2 is not a number, row 3 too short
+    f"{CSV_ROW.replace('40', 'old')}\n{CSV_ROW.replace('12', 'twelve', 1)}",  # first error row-major
+    f"{CSV_ROW}\n{CSV_ROW},",  # an empty extra value in row 2
+    '12,70.5,2,40,"one-year",card,north',  # quotes: the csv module's business
+    '12,70.5,2,40,"one,year",card,north',
+    f"{CSV_ROW}\r\n{_ROW_2}\r\n",  # CRLF
+    f"{CSV_ROW}\r{_ROW_2}",
+    f"{CSV_ROW}\x00",
+    "12,70.5,2,40," + "x" * 140_000 + ",card,north",  # over the csv module's field size limit
+]
+
+
+@pytest.mark.parametrize("body", CSV_BODIES, ids=[f"csv{i}" for i in range(len(CSV_BODIES))])
+def test_csv_read_column_wise_matches_the_careful_path(model: Any, body: Any) -> None:
+    # GIVEN a CSV body, plain or not, right or wrong
+    careful = _outcome(lambda: inference._columns(inference.decode(body, CSV), model))
+    # WHEN it is read the fast way (column-wise when the body allows)
+    fast = _outcome(lambda: inference._read(body, CSV, model))
+    # THEN the columns, or the error (its message naming the row and column, and status), are the same
+    assert fast == careful
+
+
+def test_plain_csv_takes_the_column_wise_path(model: Any) -> None:
+    plain = [f"{CSV_ROW}\n{_ROW_2}\n" * 50, "12,,2,,one-year,card,", "12, NA ,null,None,NA, ,None"]
+    assert all(inference._csv_columns(body, model) is not None for body in plain)
+    special = ['12,70.5,2,40,"one-year",card,north', f"{CSV_ROW}\r\n", "1,2", ",".join(ROW), "x" + CSV_ROW]
+    assert all(inference._csv_columns(body, model) is None for body in special)
