@@ -64,22 +64,49 @@ class App:
             )
 
     async def _invocations(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
-        body = await _read_body(receive)
-        try:
-            payload, out_type = self.handler.invoke(
-                body, headers.get("content-type", JSON), headers.get("accept", "")
-            )
-        except Exception as error:
-            status = _status_of(error)
+        content_type, accept = JSON, ""
+        for key, value in scope["headers"]:
+            name = key.lower()
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"accept":
+                accept = value.decode("latin-1")
+        request = (await _read_body(receive), content_type, accept)
+        if self.handler.transform_many is None:
+            result: Result = self.handler.invoke_many([request])[0]
+        else:
+            future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+            self._queue.append((request, future))
+            if not self._draining:
+                # After the callbacks already due: every request read in this turn of the loop joins.
+                self._draining = True
+                asyncio.get_running_loop().call_soon(self._drain)
+            result = await future
+        if isinstance(result, Exception):
+            status = _status_of(result)
             if status == 500:  # the model failed: the client gets the message, the log the traceback
-                log.exception("invocation failed")
-                message = f"{type(error).__name__}: {error}"
+                log.error("invocation failed", exc_info=result)
+                message = f"{type(result).__name__}: {result}"
             else:
-                message = str(error)
+                message = str(result)
             await _respond(send, status, message.encode(), "text/plain")
             return
-        await _respond(send, 200, payload, out_type)
+        await _respond(send, 200, *result)
+
+    def _drain(self) -> None:
+        """Predict the queued requests together (up to :data:`MAX_BATCH`) and hand each its answer."""
+        batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+        try:
+            results = self.handler.invoke_many([request for request, _ in batch])
+        except Exception as error:  # invoke_many answers per request; this is a bug, not a client's
+            results = [error] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._drain)
+        else:
+            self._draining = False
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

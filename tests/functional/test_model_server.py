@@ -123,3 +123,64 @@ def test_the_server_stops_with_its_workers(server: tuple[str, subprocess.Popen[b
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
+
+
+def test_requests_that_arrive_together_share_one_prediction() -> None:
+    import asyncio
+
+    from mlcycle.serving.app import create_app
+    from mlcycle.serving.handlers import InferenceHandler
+
+    # GIVEN a model that can predict several requests at once, and records how it was called
+    batches: list[int] = []
+
+    def transform_fn(model: object, body: str | bytes, content_type: str, accept: str) -> tuple[str, str]:
+        batches.append(1)
+        return f"alone {body!r}", "text/plain"
+
+    def transform_many(model: object, requests: list[tuple[str | bytes, str, str]]) -> list[object]:
+        batches.append(len(requests))
+        return [
+            ValueError("no") if body == "bad" else (f"got {body}", "text/plain") for body, _, _ in requests
+        ]
+
+    handler = InferenceHandler(
+        model=None,
+        input_fn=lambda body, content_type: body,
+        predict_fn=lambda data, model: data,
+        output_fn=lambda prediction, accept: prediction,
+        transform_fn=transform_fn,
+        transform_many=transform_many,
+    )
+    app = create_app(handler)
+
+    async def call(body: str) -> tuple[int, bytes]:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/invocations",
+            "headers": [(b"content-type", b"text/csv")],
+        }
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body.encode(), "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"]), bytes(sent[1]["body"])  # type: ignore[call-overload]
+
+    async def scenario() -> tuple[list[tuple[int, bytes]], tuple[int, bytes]]:
+        together = await asyncio.gather(*(call(str(i)) for i in range(5)), call("bad"))
+        alone = await call("7")
+        return list(together), alone
+
+    # WHEN six requests arrive in the same turn of the loop, then one alone
+    together, alone = asyncio.run(scenario())
+    # THEN the six share one prediction, each gets its own answer (or its own error), and the lone one
+    # is answered without waiting for company
+    assert batches == [6, 1]
+    assert together == [(200, f"got {i}".encode()) for i in range(5)] + [(500, b"ValueError: no")]
+    assert alone == (200, b"alone '7'")
