@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from mlcycle.monitoring.drift import DriftOptions, DriftReport
     from mlcycle.monitoring.profile import ColumnKind
+    from mlcycle.monitoring.sources import Columns
 
 #: Exit status of ``monitor drift --fail-on-drift`` when the dataset drifted (1 is an error).
 DRIFT_EXIT_CODE = 3
@@ -33,9 +34,10 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     from mlcycle.monitoring import report_html
     from mlcycle.monitoring.drift import DriftOptions, compare
 
-    reference, current = read_table(Path(args.reference)), read_table(Path(args.current))
+    reference, reference_sample = open_table(Path(args.reference))
+    current, _ = open_table(Path(args.current))
     schema, source = drift_schema(
-        reference, current, settings, exclude=(*args.exclude, *_given(args.prediction))
+        reference_sample, current.names, settings, exclude=(*args.exclude, *_given(args.prediction))
     )
     options = DriftOptions(
         prediction=args.prediction,
@@ -48,7 +50,7 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
         title = f"Drift: {Path(args.current).name} against {Path(args.reference).name}"
         Path(args.html).write_text(report_html.render(report, title=title), encoding="utf-8")
     if args.model_monitor:
-        _write_model_monitor_files(Path(args.model_monitor), report, options, list(current.columns))
+        _write_model_monitor_files(Path(args.model_monitor), report, options, current.names)
     if args.json:
         print(report.to_json())
     else:
@@ -59,22 +61,33 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     return DRIFT_EXIT_CODE if args.fail_on_drift and drifted else 0
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV (optionally gzipped) or Parquet file as a frame."""
+#: Rows of a Parquet file read up front to infer column types (the comparison reads every row).
+SAMPLE_ROWS = 50_000
+
+
+def open_table(path: Path) -> tuple[Columns, pd.DataFrame]:
+    """A CSV (optionally gzipped) or Parquet file as columns to compare, and a frame of its first rows
+    to infer types from. Parquet is read one column at a time, so large files fit in little memory."""
     import pandas as pd
+    import pyarrow.parquet as pq
+
+    from mlcycle.monitoring.sources import FrameColumns, ParquetColumns
 
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        first = next(pq.ParquetFile(path).iter_batches(batch_size=SAMPLE_ROWS), None)
+        sample = first.to_pandas() if first is not None else pd.read_parquet(path)
+        return ParquetColumns(path), sample
     if ".csv" in suffixes or ".tsv" in suffixes or ".txt" in suffixes:
-        return pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
+        frame = pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
+        return FrameColumns(frame), frame
     raise ValueError(f"{path}: give a .csv, .csv.gz, .tsv or .parquet file")
 
 
 def drift_schema(
-    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, exclude: tuple[str, ...] = ()
+    reference: pd.DataFrame, current: list[str], settings: Settings, exclude: tuple[str, ...] = ()
 ) -> tuple[dict[str, ColumnKind], str]:
     """Column kinds and where they came from.
 
@@ -85,7 +98,7 @@ def drift_schema(
     """
     from mlcycle.monitoring.profile import infer_schema
 
-    shared = [c for c in reference.columns if c in set(current.columns) and c not in exclude]
+    shared = [c for c in reference.columns if c in set(current) and c not in exclude]
     if not shared:
         raise ValueError("the two files share no column")
     problem = settings.problem
