@@ -28,6 +28,7 @@ whole inference code in ``model.tar.gz``: it imports nothing of mlcycle.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -219,8 +220,10 @@ def transform_many(model: Model, requests: Sequence[tuple[bytes | str, str, str]
     return results
 
 
+@functools.lru_cache(maxsize=256)
 def choose_accept(accept: str) -> str:
-    """The best type we can answer in, by the client's q-values; JSON for none or ``*/*``."""
+    """The best type we can answer in, by the client's q-values; JSON for none or ``*/*`` (remembered:
+    clients send the same few headers)."""
     offers: list[tuple[float, int, str]] = []
     for order, part in enumerate(p for p in (accept or "").split(",") if p.strip()):
         media, *params = (piece.strip() for piece in part.split(";"))
@@ -477,24 +480,34 @@ def _compile(pipeline: Any, kinds: dict[str, str]) -> Callable[[dict[str, np.nda
         return None  # the imputer dropped an all-missing training column: let the pipeline do it
     mean = np.zeros_like(fill) if scaler.mean_ is None else np.asarray(scaler.mean_)
     scale = np.ones_like(fill) if scaler.scale_ is None else np.asarray(scaler.scale_)
-    lookups = [{value: i for i, value in enumerate(cats)} for cats in cat.categories_]
-    width = sum(len(cats) for cats in cat.categories_)
+    # Per categorical column, its categories' columns in the estimator's input.
+    places: list[dict[Any, int]] = []
+    total = len(num_cols)
+    for cats in cat.categories_:
+        places.append({value: total + i for i, value in enumerate(cats)})
+        total += len(cats)
 
     def matrix(columns: dict[str, np.ndarray]) -> np.ndarray:
         rows = len(columns[num_cols[0]]) if num_cols else len(columns[cat_cols[0]])
-        numeric = np.column_stack([columns[name] for name in num_cols]) if num_cols else np.empty((rows, 0))
-        numeric = np.where(np.isnan(numeric), fill, numeric)
-        onehot = np.zeros((rows, width))
-        flat, every_row, offset = onehot.reshape(-1), np.arange(rows) * width, 0
-        for name, lookup in zip(cat_cols, lookups, strict=True):
+        out = np.zeros((rows, total))
+        numeric = out[:, : len(num_cols)]
+        for j, name in enumerate(num_cols):
+            numeric[:, j] = columns[name]
+        missing = np.isnan(numeric)
+        if missing.any():
+            np.copyto(numeric, fill, where=missing)
+        numeric -= mean
+        numeric /= scale
+        flat, starts = out.reshape(-1), np.arange(0, rows * total, total)
+        for name, place in zip(cat_cols, places, strict=True):
             column = columns[name]
-            # The lookup once per distinct value (None or text), then per cell a dict hit.
-            found = {value: lookup.get(value, -1) for value in set(column)}
+            # The lookup once per distinct value (None or text), then per cell a dict hit; an unknown
+            # category (or a missing one) sets no column.
+            found = {value: place.get(value, -1) for value in set(column)}
             index = np.fromiter(map(found.__getitem__, column), dtype=np.intp, count=rows)
             known = index >= 0
-            flat[every_row[known] + offset + index[known]] = 1.0
-            offset += len(lookup)
-        return np.hstack([(numeric - mean) / scale, onehot])
+            flat[starts[known] + index[known]] = 1.0
+        return out
 
     return matrix
 
