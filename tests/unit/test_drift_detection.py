@@ -195,7 +195,7 @@ def test_infer_schema() -> None:
 
 
 def test_large_windows_take_the_bucketed_path_with_the_same_scores() -> None:
-    # Above 100k rows the sides are not sorted: the distance comes from buckets, exact all the same.
+    # Above 50k rows the sides are not sorted: the distance comes from buckets, exact all the same.
     reference, current = frame(150_000, 1), frame(150_000, 2, location=0.2, new_category=0.1)
     bucketed = compare(reference, current, SCHEMA)
     sorted_path = compare(reference, current, SCHEMA, DriftOptions(significance_max_rows=200_000))
