@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -565,6 +566,7 @@ class _Booster:
             for b in range(bits):
                 self.lowest[1 << b] = b
         self.baseline = np.asarray(estimator._baseline_prediction, dtype=float).reshape(-1)
+        self._local = threading.local()
 
     @staticmethod
     def _splits(nodes: np.ndarray, every: int) -> tuple[list[tuple[int, float, bool, int]], list[float]]:
@@ -645,27 +647,63 @@ class _Booster:
 
     def _block(self, data: np.ndarray) -> np.ndarray:
         rows, k = len(data), self.per_iteration
-        x = data.T[self.feature]  # (distinct splits, rows)
-        left = x <= self.threshold
-        missing = np.isnan(x)
-        if missing.any():  # NaN compares False: it goes left only where the split sends missing left
-            left |= missing & self.missing_left
+        splits, nodes, trees = len(self.feature), len(self.node_key), self.trees
+        space = self._workspace()
+
+        def buffer(name: str, dtype: Any, *shape: int) -> np.ndarray:
+            """A C-contiguous ``shape`` array over this thread's buffer ``name`` (last axis <= BLOCK + 1)."""
+            size = math.prod(shape[:-1]) * (self.BLOCK + 1)
+            return space.setdefault(name, np.empty(size, dtype=dtype))[: math.prod(shape)].reshape(shape)
+
+        # Every array lives in a buffer this thread reuses: fresh arrays of this size come from mmap, and
+        # touching their pages again on every request cost more than the arithmetic (~2 us a page).
+        x = np.take(data.T, self.feature, axis=0, out=buffer("x", float, splits, rows), mode="clip")
+        left = np.less_equal(x, self.threshold, out=buffer("left", bool, splits, rows))
+        if np.isnan(data).any():  # NaN compares False: it goes left only where the split sends missing left
+            missing = np.isnan(x, out=buffer("missing", bool, splits, rows))
+            left |= np.logical_and(missing, self.missing_left, out=missing)
         # All ones where the row goes left (the split rules nothing out), else the split's mask.
-        words = np.negative(left.view(np.uint8), dtype=self.signed).view(self.word)[self.node_key]
+        ones = np.negative(
+            left.view(np.uint8), dtype=self.signed, out=buffer("ones", self.signed, splits, rows)
+        )
+        words = buffer("words", self.word, nodes, rows)
+        np.take(ones.view(self.word), self.node_key, axis=0, out=words, mode="clip")
         words |= self.mask
-        alive = np.bitwise_and.reduce(words.reshape(self.depth, self.trees, rows), axis=0)
-        alive &= ~alive + self.word.type(1)  # the lowest bit: the leftmost leaf still possible
+        alive = np.bitwise_and.reduce(
+            words.reshape(self.depth, trees, rows), axis=0, out=buffer("alive", self.word, trees, rows)
+        )
+        lowest = np.invert(alive, out=buffer("lowest", self.word, trees, rows))
+        lowest += self.word.type(1)
+        alive &= lowest  # the lowest bit: the leftmost leaf still possible
         # The lowest bit's index: by table for words of 16 bits or fewer, else from its float exponent.
-        leaf = self.lowest[alive] if self.lowest is not None else np.frexp(alive.astype(float))[1] - 1
-        values = self.values[leaf + self.value_offset]  # (trees, rows)
+        leaf = buffer("leaf", np.intp, trees, rows)
+        if self.lowest is not None:
+            np.take(self.lowest, alive, out=leaf, mode="clip")
+        else:
+            exponent = np.frexp(
+                alive.astype(float),
+                buffer("mantissa", float, trees, rows),
+                buffer("exp", np.intc, trees, rows),
+            )[1]
+            np.subtract(exponent, 1, out=leaf, casting="unsafe")
+        leaf += self.value_offset
         # The sum over iterations, in order. A reduction over the outer axis adds row after row; with a
         # single column NumPy would sum pairwise instead, so a lone score gets a zero column beside it.
         columns = rows + (rows * k == 1)
-        stack = np.zeros((len(values) // k + 1, k, columns))
+        stack = buffer("stack", float, trees // k + 1, k, columns)
         stack[0] = self.baseline[:, None]
-        stack[1:, :, :rows] = values.reshape(-1, k, rows)
+        stack[1:, :, rows:] = 0.0
+        np.take(self.values, leaf.reshape(-1, k, rows), out=stack[1:, :, :rows], mode="clip")
         raw: np.ndarray = np.add.reduce(stack, axis=0)[:, :rows].T
         return raw
+
+    def _workspace(self) -> dict[str, np.ndarray]:
+        """This thread's buffers (a server predicts one request at a time per thread)."""
+        try:
+            space: dict[str, np.ndarray] = self._local.space
+        except AttributeError:
+            space = self._local.space = {}
+        return space
 
     def predict(self, data: np.ndarray, *, classifier: bool) -> Prediction:
         raw = self.raw(data)
