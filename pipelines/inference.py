@@ -21,8 +21,12 @@ the model needs one, an empty body). Only a failing model is a 500.
 
 Speed: the classifier runs once per request (``predict_proba``; the label is its argmax, as ``predict``
 computes it), and when the fitted pipeline has the shape mlcycle.modeling builds, its preprocessing is
-replayed in NumPy (same operations, same floats) instead of through pandas. This file is the model's
-whole inference code in ``model.tar.gz``: it imports nothing of mlcycle.
+replayed in NumPy (same operations, same floats) instead of through pandas, and a HistGradientBoosting
+model's trees are scored all at once (:class:`_Booster`, bit-identical to scikit-learn). A plain CSV body
+is parsed a column at a time; anything unusual in it, and every mistake, goes through the csv module, so
+errors still name the row and column. This file is the model's whole inference code in ``model.tar.gz``:
+it imports nothing of mlcycle, and only NumPy, scikit-learn, joblib and threadpoolctl, which the SageMaker
+scikit-learn container has.
 """
 
 from __future__ import annotations
