@@ -69,6 +69,8 @@ CONTAINER_PACKAGES = [
 ]
 RESULTS = HERE / "results"
 WORKERS = 2
+#: Requests per transform_many call for the batched CPU ceiling.
+CEILING_BATCH = 8
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/csv"
@@ -267,18 +269,26 @@ def wrk(port: int, body: Path, connections: int, seconds: int, script: Path) -> 
 # ---- the ceiling and the embedded AWS's overhead -------------------------------------------------------
 
 
-def cpu_ceiling(model: Path, body: Path, seconds: float = 3.0) -> float:
-    """Requests/s if every core did nothing but the model's decode + predict + encode (no HTTP)."""
+def cpu_ceiling(model: Path, body: Path, seconds: float = 3.0, batch: int = 1) -> float:
+    """Requests/s if every core did nothing but the model's decode + predict + encode (no HTTP): one
+    request at a time (``transform_fn``), or ``batch`` at a time (``transform_many``, as mlcycle's server
+    predicts requests that arrive together)."""
     probe = f"""
 import sys, time
 sys.path.insert(0, {str(model / "code")!r})
 import inference
 m = inference.model_fn({str(model)!r})
 body = open({str(body)!r}).read()
-for _ in range(20): inference.transform_fn(m, body, "text/csv", "application/json")
+requests = [(body, "text/csv", "application/json")] * {batch}
+def once():
+    if {batch} == 1:
+        inference.transform_fn(m, body, "text/csv", "application/json")
+    else:
+        inference.transform_many(m, requests)
+for _ in range(20): once()
 n, start = 0, time.perf_counter()
 while time.perf_counter() - start < {seconds}:
-    inference.transform_fn(m, body, "text/csv", "application/json"); n += 1
+    once(); n += {batch}
 print(n / (time.perf_counter() - start))
 """
     runs = [
@@ -426,12 +436,20 @@ def main() -> int:
                             print(_line(runs[-1]), flush=True)
         table = medians(runs)
         ceilings = {name: cpu_ceiling(model, body) for name, body in payloads.items()}
+        batched = {name: cpu_ceiling(model, body, batch=CEILING_BATCH) for name, body in payloads.items()}
         overhead = {} if args.skip_invoke else invoke_overhead(model, payloads["1 row"])
     start = {stack: statistics.median(times) for stack, times in starts.items()}
-    report(table, ceilings, start, overhead, args.rounds)
+    report(table, ceilings=ceilings, batched=batched, starts=start, overhead=overhead, rounds=args.rounds)
     (RESULTS / "serving.json").write_text(
         json.dumps(
-            {"runs": runs, "medians": table, "ceilings": ceilings, "starts": starts, "invoke": overhead},
+            {
+                "runs": runs,
+                "medians": table,
+                "ceilings": ceilings,
+                "batched_ceilings": batched,
+                "starts": starts,
+                "invoke": overhead,
+            },
             indent=2,
         )
     )
@@ -461,7 +479,9 @@ def _line(row: dict[str, Any]) -> str:
 
 def report(
     table: list[dict[str, Any]],
+    *,
     ceilings: dict[str, float],
+    batched: dict[str, float],
     starts: dict[str, float],
     overhead: dict[str, float],
     rounds: int,
@@ -486,8 +506,9 @@ def report(
     for name, ceiling in ceilings.items():
         best = max(r["rps"] for r in table if r["stack"] == "mlcycle" and r["body"] == name)
         print(
-            f"CPU ceiling, {name}: {ceiling:,.0f} req/s (decode + predict + encode in a loop on {WORKERS} cores); "
-            f"mlcycle's best {best:,.0f}: the ceiling is {ceiling / best:.2f}x that"
+            f"CPU ceiling, {name}: {ceiling:,.0f} req/s one at a time, {batched[name]:,.0f} in batches of "
+            f"{CEILING_BATCH} (decode + predict + encode in a loop on {WORKERS} cores); mlcycle's best "
+            f"{best:,.0f}: the ceilings are {ceiling / best:.2f}x / {batched[name] / best:.2f}x that"
         )
     print(
         f"process start to a healthy /ping (median): mlcycle {starts['mlcycle']:.2f} s, "
