@@ -166,7 +166,10 @@ def categorical_side(series: pd.Series) -> CategoricalSide:
         codes = series.cat.codes.to_numpy()
         uniques = series.cat.categories
     else:
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        try:
+            codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        except TypeError:  # unhashable values (lists, dicts from JSON): compared by their text
+            codes, uniques = pd.factorize(series.map(lambda v: v if _is_missing(v) else str(v)))
     valid = codes[codes >= 0]
     counts = np.bincount(valid, minlength=len(uniques)).astype(np.float64)
     categories = pd.Index(np.asarray(uniques).astype(str), dtype=object)
@@ -176,6 +179,10 @@ def categorical_side(series: pd.Series) -> CategoricalSide:
     return CategoricalSide(
         categories=categories, counts=counts, rows=len(series), missing=len(series) - len(valid)
     )
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def side(series: pd.Series, kind: ColumnKind, *, sort: bool = True) -> Side:

@@ -163,3 +163,11 @@ def test_time_columns_declared_numeric_are_compared_in_seconds() -> None:
     assert report.column("t").drifted and not report.column("d").drifted
     assert report.column("t").current_missing_share == pytest.approx(1 / 300)
     _assert_clean(report)
+
+
+def test_unhashable_values_in_a_categorical_column_are_compared_as_text() -> None:
+    reference = pd.DataFrame({"c": [[1, 2], {"a": 1}, None] * 100})
+    current = pd.DataFrame({"c": [[1, 2], [3], None] * 100})
+    c = compare(reference, current, {"c": "categorical"}).column("c")
+    assert c.unseen_categories == ["[3]"] and c.drifted
+    assert c.reference_missing_share == pytest.approx(1 / 3)
