@@ -61,9 +61,21 @@ def put_platform_event(
     return str(result["EventId"])
 
 
+def _scheduled_only(rule: Rule) -> bool:
+    """A rule with a schedule and no pattern: in AWS it gets its own scheduled events, nothing else
+    (moto treats its empty pattern as matching every event on the bus)."""
+    return bool(rule.scheduled_expression) and not rule.event_pattern.get_pattern()
+
+
+def _its_schedule(rule: Rule, event: EventMessageType) -> bool:
+    return event.get("source") == "aws.events" and rule.arn in (event.get("resources") or [])
+
+
 def send_to_targets(rule: Rule, original_event: EventMessageType, transform_input: bool = True) -> None:
     """Replacement of ``Rule.send_to_targets``: our services here, the others through moto."""
     if rule.state != "ENABLED" or not rule.event_pattern.matches_event(original_event):
+        return
+    if _scheduled_only(rule) and not _its_schedule(rule, original_event):
         return
     ours = [target for target in rule.targets if _arn_service(target["Arn"]) in _OUR_TARGETS]
     for target in ours:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -170,6 +171,25 @@ def test_put_platform_event_fires_default_bus_rules(
     (event,) = wait_for(_received(arn), what="the platform event")
     assert event["detail-type"] == "SageMaker Model Package State Change"
     assert event["detail"] == detail
+
+
+def test_a_scheduled_rule_gets_only_its_own_schedule_not_every_event(
+    embedded_aws: EmbeddedAws, aws_client: Client, make_function: Any
+) -> None:
+    # GIVEN a rule with a schedule that will not fire during the test, and no event pattern
+    events, arn, name = aws_client("events"), make_function("record"), unique("hourly")
+    events.put_rule(Name=name, ScheduleExpression="rate(1 hour)")
+    events.put_targets(Rule=name, Targets=[{"Id": "fn", "Arn": arn}])
+    try:
+        # WHEN other events arrive on the default bus
+        put_platform_event(embedded_aws.ctx, source="aws.sagemaker", detail_type="Anything", detail={"a": 1})
+        events.put_events(Entries=[{"Source": "mine", "DetailType": "Other", "Detail": "{}"}])
+        time.sleep(1.5)
+        # THEN its target never runs (moto would send them every event: an empty pattern matches all)
+        assert _received(arn)() is None
+    finally:
+        events.remove_targets(Rule=name, Ids=["fn"])
+        events.delete_rule(Name=name)
 
 
 @pytest.fixture
