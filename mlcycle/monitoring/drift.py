@@ -323,10 +323,10 @@ class _Base:
 
 
 def _finite(value: float | None) -> float | None:
-    if value is None:
+    # Every path defines its score; should one still come out NaN, the report says "no number" (null)
+    # rather than failing the window or writing NaN, which JSON readers reject.
+    if value is None or math.isnan(value):
         return None
-    if math.isnan(value):
-        raise ValueError("a drift score came out NaN")  # a bug: every path defines its score
     return float(min(max(value, -1e300), 1e300))  # JSON has no infinity
 
 
