@@ -266,8 +266,9 @@ def summarize(column: Side) -> Summary:
         ranks = np.linspace(0, len(values) - 1, min(SKETCH_POINTS, len(values))).round().astype(np.int64)
         sketch = values[ranks]
     else:
-        sample = values[:: max(1, len(values) // 20_000)]
-        sketch = np.quantile(sample, np.linspace(0, 1, SKETCH_POINTS), method="nearest")
+        # one sort of the sample: np.quantile with 128 points partitions 128 times, ~3x slower
+        sample = np.sort(values[:: max(1, len(values) // 10_000)])
+        sketch = sample[np.linspace(0, len(sample) - 1, SKETCH_POINTS).round().astype(np.int64)]
     return Summary(
         rows=column.rows,
         missing=column.missing,
