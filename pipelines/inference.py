@@ -494,8 +494,7 @@ def _compile(pipeline: Any, kinds: dict[str, str]) -> Callable[[dict[str, np.nda
 
     def matrix(columns: dict[str, np.ndarray]) -> np.ndarray:
         rows = len(columns[num_cols[0]]) if num_cols else len(columns[cat_cols[0]])
-        out = np.zeros((rows, total))
-        numeric = out[:, : len(num_cols)]
+        numeric = np.empty((rows, len(num_cols)))
         for j, name in enumerate(num_cols):
             numeric[:, j] = columns[name]
         missing = np.isnan(numeric)
@@ -503,11 +502,22 @@ def _compile(pipeline: Any, kinds: dict[str, str]) -> Callable[[dict[str, np.nda
             np.copyto(numeric, fill, where=missing)
         numeric -= mean
         numeric /= scale
-        flat, starts = out.reshape(-1), np.arange(0, rows * total, total)
+        out = np.zeros((rows, total))
+        out[:, : len(num_cols)] = numeric
+        flat = out.reshape(-1)
+        if rows <= 16:  # a few cells: a dict hit each (an unknown or missing category sets no column)
+            hits = [
+                row * total + place[value]
+                for name, place in zip(cat_cols, places, strict=True)
+                for row, value in enumerate(columns[name].tolist())
+                if value in place
+            ]
+            flat[hits] = 1.0
+            return out
+        starts = np.arange(0, rows * total, total)
         for name, place in zip(cat_cols, places, strict=True):
             column = columns[name]
-            # The lookup once per distinct value (None or text), then per cell a dict hit; an unknown
-            # category (or a missing one) sets no column.
+            # The lookup once per distinct value (None or text), then per cell a dict hit.
             found = {value: place.get(value, -1) for value in set(column)}
             index = np.fromiter(map(found.__getitem__, column), dtype=np.intp, count=rows)
             known = index >= 0
