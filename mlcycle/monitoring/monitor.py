@@ -24,7 +24,16 @@ import pandas as pd
 from mlcycle import deployment, events, modeling
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
-from mlcycle.monitoring import capture, data_quality, drift, formats, outcome_checks, report_html, windows
+from mlcycle.monitoring import (
+    capture,
+    data_quality,
+    drift,
+    formats,
+    late_labels,
+    outcome_checks,
+    report_html,
+    windows,
+)
 from mlcycle.names import EventType
 
 if TYPE_CHECKING:
@@ -76,6 +85,10 @@ class WindowResult:
     #: Per finding: the features that crossed their thresholds (what an alert shows first).
     worst: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     replayed: bool = False  # a re-run of a window committed before: nothing was counted again
+    #: The capture objects this window consumed (keys in the monitoring bucket): late labels re-read them.
+    capture_keys: list[str] = field(default_factory=list)
+    #: Label findings' verdicts of the windows before this one, re-judged with the labels known now.
+    previous: list[dict[str, Any]] = field(default_factory=list)
 
 
 _references: dict[str, pd.DataFrame] = {}  # by S3 URI: one read per cold start
@@ -90,10 +103,11 @@ def run_window(settings: Settings, platform: Platform, window_id: str) -> Window
     checkpoint = state.checkpoint(endpoint)
     prefix = f"capture/{endpoint}/{deployment.VARIANT}/"
     arrived = windows.arrived_since(platform.s3, platform.monitoring_bucket, prefix, checkpoint)
-    result = _evaluate(settings, platform, window_id, arrived)
+    result = _evaluate(settings, platform, window_id, arrived, state)
     findings = [state.finding(endpoint, kind) for kind, _, _ in FINDINGS]
     result.events = _debounced(settings, result, findings)
     record = _record(result)
+    record.pop("previous", None)
     advanced = windows.advance(checkpoint, arrived)
     if not state.commit(
         endpoint, window_id, record, checkpoint=checkpoint, advanced=advanced, findings=findings
@@ -114,6 +128,7 @@ def _replay(platform: Platform, state: windows.MonitorState, stored: dict[str, A
     """A committed window again: its events are put again only if they were never confirmed put."""
     stored = {k: v for k, v in stored.items() if not k.startswith("_")}
     published = stored.pop("published", False)
+    stored.pop("rejudged", None)
     result = WindowResult(**stored)
     result.replayed = True
     if not published:
@@ -123,13 +138,17 @@ def _replay(platform: Platform, state: windows.MonitorState, stored: dict[str, A
 
 
 def _record(result: WindowResult) -> dict[str, Any]:
-    record = {k: v for k, v in result.__dict__.items() if k != "replayed"}
+    record = {k: v for k, v in result.__dict__.items() if k not in ("replayed", "previous")}
     plain: dict[str, Any] = json.loads(json.dumps(record, default=str))
     return plain
 
 
 def _evaluate(
-    settings: Settings, platform: Platform, window_id: str, arrived: list[windows.CaptureObject]
+    settings: Settings,
+    platform: Platform,
+    window_id: str,
+    arrived: list[windows.CaptureObject],
+    state: windows.MonitorState,
 ) -> WindowResult:
     endpoint = settings.endpoint_name
     lines = [line for obj in arrived for line in _read_lines(platform.s3, obj)]
@@ -137,6 +156,7 @@ def _evaluate(
     window = capture.decode(lines, features)
     result = WindowResult(endpoint, window_id, "ok", window.rows, None, None)
     result.capture_objects, result.failed_invocations = len(arrived), window.failed
+    result.capture_keys = [obj.key for obj in arrived]
     result.undecodable_records = window.undecodable
     serving = _serving_package(settings, platform.sagemaker)
     if serving is None:
@@ -173,6 +193,9 @@ def _evaluate(
     )
     result.metrics = _metrics(report, quality, window) | _outcome_metrics(checks)
     result.worst = {"drift": _drifted(report), "data_quality": quality.worst(), **checks.worst()}
+    result.previous = late_labels.rejudge(
+        settings, platform.s3, platform.monitoring_bucket, state, package=package, reference=reference
+    )
     return result
 
 
@@ -292,8 +315,14 @@ def _debounced(
     settings: Settings, result: WindowResult, findings: list[windows.Finding]
 ) -> list[dict[str, Any]]:
     out = []
+    debounce = settings.monitoring.debounce
     for finding, (kind, opened, recovered) in zip(findings, FINDINGS, strict=True):
-        change = finding.update(result.findings.get(kind), settings.monitoring.debounce)
+        verdict = result.findings.get(kind)
+        if kind in late_labels.LABEL_FINDINGS and result.previous:
+            # Labels may have arrived since the earlier windows ran: debounce on their verdicts as of now.
+            change = finding.rejudge(late_labels.verdicts(result.previous, kind, verdict), debounce)
+        else:
+            change = finding.update(verdict, debounce)
         if change is None:
             continue
         detail = {

@@ -63,6 +63,18 @@ class Finding:
         if breached is None:
             return None
         self.history = [*self.history, breached][-debounce.windows :]
+        return self._decide(debounce)
+
+    def rejudge(self, verdicts: Sequence[bool | None], debounce: Debounce) -> str | None:
+        """Replace the history with the latest windows' verdicts as judged now (oldest first): a window
+        whose labels arrived late counts with its new verdict."""
+        judged = [v for v in verdicts if v is not None]
+        if not judged:
+            return None
+        self.history = judged[-debounce.windows :]
+        return self._decide(debounce)
+
+    def _decide(self, debounce: Debounce) -> str | None:
         breaching = sum(self.history) >= debounce.windows_breached
         if breaching and not self.open:
             self.open = True
@@ -152,6 +164,10 @@ class MonitorState:
         except self.client.exceptions.TransactionCanceledException:
             return False
         return True
+
+    def put_window(self, endpoint: str, window_id: str, record: dict[str, Any]) -> None:
+        """Rewrite a committed window's record (late labels re-judged it; nothing is counted again)."""
+        self.client.put_item(TableName=self.table, Item=self._item(endpoint, WINDOW + window_id, record, 1))
 
     def mark_published(self, endpoint: str, window_id: str, result: dict[str, Any]) -> None:
         self.client.put_item(

@@ -232,3 +232,37 @@ def test_labels_arriving_judge_model_quality_against_the_registered_metrics(worl
     # AND after two such windows ModelQualityDegraded names the metric and its drop
     degraded = [d for k, d in _events(world) if k == "ModelQualityDegraded"]
     assert len(degraded) == 1 and degraded[0]["worst"][0]["metric"] == "roc_auc"
+
+
+def test_late_labels_re_judge_the_windows_they_belong_to(world: World) -> None:
+    from mlcycle.monitoring import labels, windows
+
+    def truth(rows: pd.DataFrame) -> pd.DataFrame:
+        frame = pd.DataFrame({"inference_id": rows["customer_id"], "label": rows["churned"].astype(int)})
+        frame["labelled_at"] = pd.Timestamp.now(tz="UTC")
+        return frame
+
+    # GIVEN a window judged before any of its labels arrived: no model quality verdict
+    early = churn.generate(300, seed=40)
+    _capture(world, early, "early", per_request=1)
+    first = monitor.run_window(world.settings, world.platform, "2026-11-28T20:00:00Z")
+    assert first.findings["model_quality"] is None
+    # WHEN its labels arrive late, with the next window's traffic and labels
+    labels.store(world.platform.s3, BUCKET, truth(early), source="late")
+    later = churn.generate(300, seed=41)
+    _capture(world, later, "later", per_request=1)
+    labels.store(world.platform.s3, BUCKET, truth(later), source="on-time")
+    monitor.run_window(world.settings, world.platform, "2026-11-28T21:00:00Z")
+    # THEN the early window is judged again with them, in the state table and in its report
+    state = windows.MonitorState(TABLE, world.platform.dynamodb)
+    [early_record] = [
+        w for w in state.windows(world.settings.endpoint_name) if w["window_id"] == first.window_id
+    ]
+    assert early_record["findings"]["model_quality"] is True and early_record["rejudged"]
+    assert early_record["metrics"]["label_coverage"] == 1.0
+    assert first.report_uri is not None
+    key = first.report_uri.removeprefix(f"s3://{BUCKET}/")
+    report = json.loads(world.platform.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert report["findings"]["model_quality"] is True and report["rejudged_with_late_labels"]
+    # AND it counts in the debounce: two degraded windows raise ModelQualityDegraded now
+    assert [k for k, _ in _events(world) if k == "ModelQualityDegraded"] == ["ModelQualityDegraded"]
