@@ -22,6 +22,8 @@ logger = Logger()
 tracer = Tracer()
 NAMESPACE = "mlcycle/monitoring"
 metrics = Metrics(namespace=NAMESPACE)
+#: Also published per endpoint alone, whatever the model version: what the monitor alarms watch.
+ALARMED = ("drifted_feature_share", "data_quality_violations", "label_coverage")
 
 
 class Environment(runtime.FunctionEnvironment):
@@ -55,7 +57,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _emit(result: monitor.WindowResult) -> None:
-    """The window's figures: per endpoint and model version; drift scores also per feature."""
+    """The window's figures: per endpoint and model version; drift scores also per feature; the alarmed
+    ones also per endpoint alone."""
     metrics.add_dimension("endpoint", result.endpoint)
     metrics.add_dimension("model_version", str(result.model_version))
     for name, value in result.metrics.items():
@@ -72,3 +75,9 @@ def _emit(result: monitor.WindowResult) -> None:
             one.add_dimension("endpoint", result.endpoint)
             one.add_dimension("model_version", str(result.model_version))
             one.add_dimension("feature", name.split(":", 1)[1])
+    for name in ALARMED:
+        if name in result.metrics:
+            with single_metric(
+                name=name, unit=MetricUnit.NoUnit, value=result.metrics[name], namespace=NAMESPACE
+            ) as one:
+                one.add_dimension("endpoint", result.endpoint)

@@ -100,6 +100,7 @@ class MlcycleStack(cdk.Stack):
             serving=self.serving,
             bus=bus,
             functions=functions,
+            alerts=self.alerting.alerts,
         )
         self.retraining = Retraining(
             self, "Retraining", settings=settings, bus=bus, state_machine=self.training.state_machine, key=key
@@ -134,6 +135,7 @@ class MlcycleStack(cdk.Stack):
             alerts=self.alerting.alerts,
             dashboard=self.monitoring.dashboard,
         )
+        self.model_monitors.add_to(self.monitoring.dashboard)
         self._outputs()
 
     def _outputs(self) -> None:

@@ -50,3 +50,22 @@ def test_the_monitor_reads_capture_and_references_and_writes_state_and_events(
     ):
         assert action in policy, action
     assert "sagemaker:UpdateEndpoint" not in policy and "sagemaker:DeleteTags" not in policy
+
+
+def test_drift_and_data_quality_alarm_with_the_debounce_to_the_alerts_topic(synthesized: Synthesized) -> None:
+    from functions.monitor_endpoint import NAMESPACE
+    from infra.model_monitors import NAMESPACE as ALARMED_NAMESPACE
+
+    assert NAMESPACE == ALARMED_NAMESPACE  # the alarms watch what the function publishes
+    monitors, settings = synthesized.stack.model_monitors, synthesized.settings
+    debounce = settings.monitoring.debounce
+    drift = synthesized.properties(monitors.alarms["drifted_feature_share"])
+    assert drift["Namespace"] == NAMESPACE and drift["MetricName"] == "drifted_feature_share"
+    assert drift["Dimensions"] == [{"Name": "endpoint", "Value": settings.endpoint_name}]
+    assert drift["Threshold"] == settings.monitoring.drift_share
+    assert (drift["EvaluationPeriods"], drift["DatapointsToAlarm"]) == (
+        debounce.windows,
+        debounce.windows_breached,
+    )
+    assert drift["AlarmActions"] == [{"Ref": synthesized.logical_id(synthesized.stack.alerting.alerts)}]
+    assert synthesized.properties(monitors.alarms["data_quality_violations"])["Threshold"] == 1

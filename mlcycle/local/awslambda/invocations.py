@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from mlcycle import runtime
 from mlcycle.config import BUNDLED_CONFIG_FILE, Settings, settings_from_json
 from mlcycle.local import context
+from mlcycle.local.cloudwatch import emf
 from mlcycle.local.context import LocalContext
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def _run(fn: LambdaFunction, event: Any) -> Invocation:
         _LOG.warning("%s ran %.0f ms, beyond its %ss timeout", fn.function_name, elapsed_ms, fn.timeout)
     logs = _log_text(fn, request_id, capture.lines, elapsed_ms)
     _save_logs(fn, stream, logs)
+    emf.publish(fn.account_id, fn.region, logs)  # CloudWatch turns EMF log lines into metrics
     return payload, errored, logs
 
 
