@@ -24,6 +24,7 @@ from mlcycle.application import cycle
 from mlcycle.application.connect import STATE_FILE
 from mlcycle.config import Settings
 from mlcycle.example import churn
+from mlcycle.local.sagemaker import endpoints
 from mlcycle.local.session import LocalPlatform, local_platform
 from mlcycle.monitoring import labels, windows
 from tests.e2e.helpers import curate, run_mlcycle, run_training
@@ -79,7 +80,20 @@ def findings(monitored: LocalPlatform, settings: Settings) -> Callable[[], list[
 
 
 def _send(local: LocalPlatform, settings: Settings, rows: pd.DataFrame) -> None:
-    """Each row as one request with its customer id as the inference id; their labels stored first."""
+    """Each row as one request with its customer id as the inference id; their labels stored first.
+
+    The clock stands still while they go out, and their capture is flushed before it runs again: the next
+    window gets the whole burst (on a slow machine a burst would otherwise straddle windows too small for
+    a verdict)."""
+    local.aws.ctx.time_scale = 0
+    try:
+        _requests(local, settings, rows)
+        endpoints.flush_capture()
+    finally:
+        local.aws.ctx.time_scale = TIME_SCALE
+
+
+def _requests(local: LocalPlatform, settings: Settings, rows: pd.DataFrame) -> None:
     truth = pd.DataFrame({"inference_id": rows["customer_id"], "label": rows["churned"].astype(int)})
     truth["labelled_at"] = pd.Timestamp.now(tz="UTC")
     labels.store(local.clients.s3, local.platform.monitoring_bucket, truth, source="e2e")
