@@ -29,6 +29,7 @@ def rejudge(
     s3: S3Client,
     bucket: str,
     state: windows.MonitorState,
+    known_labels: pd.DataFrame,
     *,
     package: dict[str, Any],
     reference: pd.DataFrame,
@@ -45,7 +46,16 @@ def rejudge(
             and record.get("model_version") == version
         )
         out.append(
-            _rejudged(settings, s3, bucket, state, record, package=package, reference=reference)
+            _rejudged(
+                settings,
+                s3,
+                bucket,
+                state,
+                record,
+                known_labels=known_labels,
+                package=package,
+                reference=reference,
+            )
             if current
             else record
         )
@@ -59,13 +69,14 @@ def _rejudged(
     state: windows.MonitorState,
     record: dict[str, Any],
     *,
+    known_labels: pd.DataFrame,
     package: dict[str, Any],
     reference: pd.DataFrame,
 ) -> dict[str, Any]:
     lines = [line for key in record["capture_keys"] for line in _lines(s3, bucket, key)]
     window = capture.decode(lines, list(settings.problem.features))
     window.frame["model_version"] = record["model_version"]
-    checks = outcome_checks.judge(settings, s3, bucket, window.frame, package=package, reference=reference)
+    checks = outcome_checks.judge(settings, window.frame, known_labels, package=package, reference=reference)
     coverage = float(checks.quality.coverage)
     findings = record.get("findings", {})
     if all(findings.get(k) == v for k, v in checks.findings.items()) and (

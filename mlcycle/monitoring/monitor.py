@@ -29,6 +29,7 @@ from mlcycle.monitoring import (
     data_quality,
     drift,
     formats,
+    labels,
     late_labels,
     outcome_checks,
     report_html,
@@ -180,9 +181,8 @@ def _evaluate(
     enough = window.rows >= settings.monitoring.min_rows
     result.status = "ok" if enough else "insufficient_data"
     window.frame["model_version"] = version
-    checks = outcome_checks.judge(
-        settings, platform.s3, platform.monitoring_bucket, window.frame, package=package, reference=reference
-    )
+    known_labels = labels.load(platform.s3, platform.monitoring_bucket)  # once: every window below uses it
+    checks = outcome_checks.judge(settings, window.frame, known_labels, package=package, reference=reference)
     result.findings = {
         "drift": report.dataset.drifted if enough else None,
         "data_quality": quality.violated,
@@ -194,7 +194,13 @@ def _evaluate(
     result.metrics = _metrics(report, quality, window) | _outcome_metrics(checks)
     result.worst = {"drift": _drifted(report), "data_quality": quality.worst(), **checks.worst()}
     result.previous = late_labels.rejudge(
-        settings, platform.s3, platform.monitoring_bucket, state, package=package, reference=reference
+        settings,
+        platform.s3,
+        platform.monitoring_bucket,
+        state,
+        known_labels,
+        package=package,
+        reference=reference,
     )
     return result
 

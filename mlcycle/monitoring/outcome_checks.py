@@ -1,24 +1,22 @@
 """The checks that need labels: model quality, bias and business KPIs of one window.
 
 The window's rows (typed by the model's schema, with their model version) are joined with every label
-known now (mlcycle.monitoring.labels, keyed by inference id); model quality is judged against the
-metrics registered with the serving model, bias against the segments of its reference sample, KPIs
-against the settings' bounds. A window without enough labels answers ``None`` (insufficient data).
+known now (``labels.load``, read once per monitor run by the caller; keyed by inference id); model
+quality is judged against the metrics registered with the serving model, bias against the segments of
+its reference sample, KPIs against the settings' bounds. A window without enough labels answers
+``None`` (insufficient data).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from mlcycle import modeling
 from mlcycle.config import Settings
 from mlcycle.monitoring import bias, capture, kpis, labels, model_quality, outcomes
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
 
 METRIC_PREFIX = "metric:"
 
@@ -57,16 +55,15 @@ class OutcomeChecks:
 
 def judge(
     settings: Settings,
-    s3: S3Client,
-    monitoring_bucket: str,
     window: pd.DataFrame,
+    known_labels: pd.DataFrame,
     *,
     package: dict[str, Any],
     reference: pd.DataFrame,
 ) -> OutcomeChecks:
     problem = settings.problem.model_dump(mode="json")
     numeric = [name for name, kind in modeling.feature_schema(problem).items() if kind == "numeric"]
-    joined = outcomes.join(capture.typed(window, numeric), labels.load(s3, monitoring_bucket))
+    joined = outcomes.join(capture.typed(window, numeric), known_labels)
     metadata = package.get("CustomerMetadataProperties", {})
     registered = {
         k.removeprefix(METRIC_PREFIX): float(v) for k, v in metadata.items() if k.startswith(METRIC_PREFIX)

@@ -145,6 +145,7 @@ def uninstall_endpoints(ctx: LocalContext) -> None:
         threads, state.threads = state.threads, []
     for thread in threads:
         thread.join(timeout=servers.server_start_timeout)
+    state.copies.shutdown()  # the last shadow answers are captured before the final flush
     endpoints.flush_capture(final=True)
     with state.lock:
         live, state.live = list(state.live.values()), {}

@@ -45,7 +45,7 @@ from mlcycle.local.patching import MethodPatches
 from mlcycle.local.sagemaker.capture import CaptureBuffer, CaptureSettings
 from mlcycle.local.sagemaker.jobs import FAILURE_REASON_LIMIT
 from mlcycle.local.sagemaker.servers import ModelServer, start_server
-from mlcycle.local.sagemaker.shadows import apply_shadows, shadow_variants
+from mlcycle.local.sagemaker.shadows import ShadowCopies, apply_shadows, shadow_variants
 from mlcycle.names import ENDPOINT_STATE_CHANGE, SAGEMAKER_SOURCE
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class EndpointsState:
     generations: dict[tuple[str, str, str], int] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
     buffer: CaptureBuffer = field(default_factory=CaptureBuffer)
+    copies: ShadowCopies = field(default_factory=ShadowCopies)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
 

@@ -194,11 +194,12 @@ def _mirror(
             )
 
         mirror(
+            exchange.state.copies,
             exchange.state.http,
             shadow,
-            copy_share(served, shadow),
-            headers,
-            exchange.request.body,
+            share=copy_share(served, shadow),
+            headers=headers,
+            body=exchange.request.body,
             on_answer=answered,
         )
 

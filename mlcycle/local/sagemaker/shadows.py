@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
@@ -26,8 +27,22 @@ log = logging.getLogger(__name__)
 
 #: Copies in flight per process beyond which further copies are skipped (SageMaker samples too).
 MAX_PENDING_COPIES = 64
-_copies = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow-copy")
-_in_flight = threading.BoundedSemaphore(MAX_PENDING_COPIES)
+
+
+@dataclass
+class ShadowCopies:
+    """The copies in flight to shadow variants (on the endpoints' state, stopped with it): a few
+    threads, and a bound beyond which further copies are skipped."""
+
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow-copy")
+    )
+    slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_PENDING_COPIES)
+    )
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def install(patches: MethodPatches) -> None:
@@ -75,17 +90,18 @@ def copy_share(production: ModelServer, shadow: ModelServer) -> float:
 
 
 def mirror(
+    copies: ShadowCopies,
     http: urllib3.PoolManager,
     shadow: ModelServer,
+    *,
     share: float,
     headers: dict[str, str],
     body: bytes,
-    *,
     on_answer: Any,
 ) -> None:
     """Send a copy of one request to ``shadow`` (with probability ``share``), off the caller's path;
     ``on_answer(status, body, content_type, model_seconds)`` gets what it answered."""
-    if random.random() >= share or not _in_flight.acquire(blocking=False):
+    if random.random() >= share or not copies.slots.acquire(blocking=False):
         return
 
     def send() -> None:
@@ -101,6 +117,6 @@ def mirror(
         except Exception:  # a shadow must never disturb production; its failure is logged, not lost
             log.exception("shadow copy to %s failed", shadow.variant)
         finally:
-            _in_flight.release()
+            copies.slots.release()
 
-    _copies.submit(send)
+    copies.pool.submit(send)
