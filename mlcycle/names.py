@@ -36,6 +36,13 @@ class Env(StrEnum):
     LARGE_UPLOAD_STATE_MACHINE = "MLCYCLE_LARGE_UPLOAD_STATE_MACHINE"
     #: The monitors' state: checkpoints, windows and debounce (mlcycle.monitoring.windows).
     MONITOR_TABLE = "MLCYCLE_MONITOR_TABLE"
+    #: The alert router's state: alerts, groups, silences, deliveries (mlcycle.alerting.state).
+    ALERT_TABLE = "MLCYCLE_ALERT_TABLE"
+    #: The SNS topic of the ``sns`` alert channel (email and SMS subscribers).
+    ALERTS_TOPIC = "MLCYCLE_ALERTS_TOPIC"
+    #: The retraining controller's state: lock, runs, pending triggers, new rows (mlcycle.retraining).
+    RETRAINING_TABLE = "MLCYCLE_RETRAINING_TABLE"
+    TRAINING_STATE_MACHINE = "MLCYCLE_TRAINING_STATE_MACHINE"
     #: Comma-separated names of the alarms that roll a deployment back.
     ROLLBACK_ALARMS = "MLCYCLE_ROLLBACK_ALARMS"
     #: Powertools' own variable: the service name in logs, traces and metrics.
@@ -65,6 +72,10 @@ class Output(StrEnum):
     SAGEMAKER_ROLE = "SageMakerRoleArn"
     #: The monitors' checkpoints, windows and findings (``mlcycle monitor status``).
     MONITOR_TABLE = "MonitorTableName"
+    #: Alerts, silences and deliveries (``mlcycle alerts``).
+    ALERT_TABLE = "AlertTableName"
+    #: The retraining controller's decisions (``mlcycle retraining status``).
+    RETRAINING_TABLE = "RetrainingTableName"
 
     @property
     def field(self) -> str:
@@ -100,12 +111,20 @@ class EventType(StrEnum):
     BIAS_RECOVERED = "BiasRecovered"
     KPI_BREACHED = "KpiBreached"
     KPI_RECOVERED = "KpiRecovered"
+    #: The retraining controller started a training run; the detail names its trigger and reason.
+    RETRAINING_STARTED = "RetrainingStarted"
+    #: The retraining controller turned a trigger down (cooldown, budget, a run in flight, too little new
+    #: data); the detail says which guard and when the trigger may succeed.
+    RETRAINING_DEFERRED = "RetrainingDeferred"
 
 
 #: SageMaker's own events (default bus) that the platform reacts to.
 SAGEMAKER_SOURCE = "aws.sagemaker"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+#: CloudWatch's alarm transitions on the default bus (the alert router listens).
+CLOUDWATCH_SOURCE = "aws.cloudwatch"
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 
 #: On a model's inference container: the share of predictions that fail on purpose (fault injection for
 #: testing the deployment guardrails; pipelines/inference.py reads it under the same name).

@@ -27,6 +27,8 @@ class Platform:
     athena_workgroup: str = ""
     sagemaker_role: str = ""
     monitor_table: str = ""
+    alert_table: str = ""
+    retraining_table: str = ""
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, object]) -> Platform:
