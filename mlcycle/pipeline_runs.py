@@ -32,12 +32,42 @@ class FaultInjection(BaseModel):
     model_error_rate: float = Field(gt=0, le=1)
 
 
+class RetrainingTrigger(BaseModel):
+    """Why the retraining controller started a run (recorded in the run document and the lineage)."""
+
+    #: ``DriftDetected``, ``ModelQualityDegraded``, ``KpiBreached``..., ``NewData`` or ``Schedule``.
+    type: str
+    reason: str
+    #: The EventBridge id of the event that triggered (or completed) the decision.
+    event_id: str = ""
+    #: The alert this trigger answers (mlcycle.alerting fingerprint), to thread the run into it.
+    alert_fingerprint: str | None = None
+    endpoint: str | None = None
+    model_version: int | None = None
+    report_uri: str | None = None
+
+
+class RecentWindow(BaseModel):
+    """The labelled rows of the latest monitor windows (features, label, the champion's captured score),
+    written by the controller as Parquet: the challenger is judged on them against the champion."""
+
+    uri: str
+    rows: int = Field(ge=0)
+    windows: int = Field(ge=0)
+    #: The model version that served (and scored) those rows.
+    model_version: int | None = None
+
+
 class PipelineInput(BaseModel):
     """What a caller may pass when starting the training pipeline."""
 
     dataset: str | None = None
     poll_seconds: int = Field(default=30, ge=1, le=3600)
     fault_injection: FaultInjection | None = None
+    #: Set by the retraining controller: why this run started.
+    trigger: RetrainingTrigger | None = None
+    #: Set by the retraining controller when the monitors have labelled rows to judge the challenger on.
+    recent_window: RecentWindow | None = None
 
 
 class PipelineRequest(BaseModel):
