@@ -264,7 +264,7 @@ class Controller:
             return self._decision("ignored", incoming, f"not the problem's dataset {dataset!r}")
         rows = int(detail.get("curated_rows") or 0)
         counted = self.state.count_rows(incoming.id, rows, self.clock())
-        snapshot = self.state.read()
+        snapshot = self._read()
         upload = f"upload {detail.get('upload_id', incoming.id)}"
         enough = snapshot.new_rows >= self.policy.min_new_labelled_rows
         if snapshot.pending and enough:
@@ -327,7 +327,7 @@ class Controller:
     ) -> Decision:
         """Guards, then a claim; a claim lost to a concurrent invocation is decided again on its result."""
         for attempt in range(ATTEMPTS):
-            snapshot = self.state.read()
+            snapshot = self._read()
             run = snapshot.last_run
             if run is not None and run.decided_by == incoming.id:
                 return self._launch(incoming, run, snapshot)  # a retried event resumes its own run
@@ -351,6 +351,19 @@ class Controller:
         if refusal is None and needs_rows:
             refusal = new_rows(snapshot, policy)
         return refusal, stale
+
+    def _read(self) -> Snapshot:
+        """The state, with the new rows counted since the newest training run, whoever started it."""
+        return self.state.read(trained_since=self._last_training_start())
+
+    def _last_training_start(self) -> datetime | None:
+        """When the newest execution of the pipeline started (AWS lists the newest first; moto may not,
+        so the page's maximum)."""
+        executions = self.platform.stepfunctions.list_executions(
+            stateMachineArn=self.platform.state_machine, maxResults=100
+        )["executions"]
+        starts = [e["startDate"] for e in executions]
+        return max(starts).astimezone(UTC) if starts else None
 
     def _single_flight(self, lock: Lock | None, now: datetime) -> tuple[Refusal | None, str | None]:
         """Held while the lock's execution runs (or is being started), within ``lock_minutes``; an

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 STATE, LOCK, PENDING, SEEN, DEFERRED, DECISION = "STATE", "LOCK", "PENDING", "SEEN", "DEFERRED", "DECISION"
 #: How long the bookkeeping items live (DynamoDB TTL): past any redelivery, and a quarter of decisions.
-SEEN_DAYS, DEFERRED_DAYS, DECISION_DAYS = 7, 30, 90
+SEEN_DAYS, DEFERRED_DAYS, DECISION_DAYS = 90, 30, 90
 #: Conditional writes that lost to a concurrent one are decided again this many times at most.
 ATTEMPTS = 12
 
@@ -146,20 +146,35 @@ class RetrainingState:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def read(self) -> Snapshot:
+    def read(self, *, trained_since: datetime | None = None) -> Snapshot:
+        """The state now. ``trained_since``: when the newest training run started, whoever started it
+        (a run started by hand or before the controller existed also used the rows that came before it):
+        when it is later than the controller's own last run, only the rows counted after it are new."""
         state = self._get(STATE, STATE) or {}
         lock = self._get(LOCK, LOCK)
         last = state.get("last_run", {}).get("S")
+        last_run = (
+            _run(json.loads(last), state.get("last_run_published", {}).get("BOOL", False)) if last else None
+        )
+        new_rows = int(state.get("new_rows", {}).get("N", "0"))
+        if trained_since is not None and (last_run is None or last_run.started_at < trained_since):
+            new_rows = self.rows_counted_after(trained_since)
         return Snapshot(
             version=int(state.get("version", {}).get("N", "0")),
-            new_rows=int(state.get("new_rows", {}).get("N", "0")),
+            new_rows=new_rows,
             runs_day=state.get("runs_day", {}).get("S", ""),
             runs_count=int(state.get("runs_count", {}).get("N", "0")),
-            last_run=_run(json.loads(last), state.get("last_run_published", {}).get("BOOL", False))
-            if last
-            else None,
+            last_run=last_run,
             lock=_lock(lock) if lock else None,
             pending=self.pending(),
+        )
+
+    def rows_counted_after(self, moment: datetime) -> int:
+        """The rows of the uploads counted after ``moment`` (their ``SEEN`` records)."""
+        return sum(
+            int(item.get("rows", {}).get("N", "0"))
+            for item in self._query(SEEN)
+            if parse_time(item["at"]["S"]) > moment
         )
 
     def pending(self) -> list[Pending]:

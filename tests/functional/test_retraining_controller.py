@@ -486,3 +486,20 @@ def _context() -> LambdaContext:
         log_stream_name="stream",
         deadline=time.monotonic() + 300,
     )
+
+
+def test_rows_counted_before_a_run_started_by_hand_are_not_new(world: World) -> None:
+    # GIVEN 800 labelled rows counted, then a training run started by hand (the first training)
+    world.clock.now = datetime.now(UTC) - timedelta(minutes=5)
+    world.handle(upload(world.settings, 800))
+    sfn = world.platform.stepfunctions
+    sfn.start_execution(stateMachineArn=world.platform.state_machine, name="by-hand", input="{}")
+    world.stop_all()
+    # WHEN drift is found after it
+    world.clock.now = datetime.now(UTC) + timedelta(minutes=1)
+    decision = world.handle(finding(id="drift-after-hand-run"))
+    # THEN the rows that run already trained on are not new: the finding waits for new ones
+    assert (decision.action, decision.guard, decision.pending) == ("deferred", "new_rows", True)
+    assert "0 since the last run started" in decision.reason
+    # AND an upload after the run counts
+    assert world.handle(upload(world.settings, 600, id="after")).action == "started"
