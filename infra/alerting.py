@@ -1,4 +1,4 @@
-"""Alerting: the topics alarms and monitors publish to, with the configured email subscribers."""
+"""Alerting: the topics alarms and the alert router publish to, with the email and SMS subscribers."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class Alerting(Construct):
         self.notifications = self._topic("Notifications", f"{settings.prefix} notifications", key)
         for email in settings.alerts.emails:
             self.alerts.add_subscription(subs.EmailSubscription(email))
+        for number in settings.alerts.phone_numbers:
+            self.alerts.add_subscription(subs.SmsSubscription(number))
 
     def _topic(self, id: str, display_name: str, key: kms.IKey) -> sns.Topic:
         return sns.Topic(self, id, display_name=display_name, master_key=key, enforce_ssl=True)

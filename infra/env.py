@@ -10,6 +10,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 
 from mlcycle.config import Settings
@@ -33,6 +34,10 @@ def build(
     idempotency_table: dynamodb.ITable | None = None,
     lineage_table: dynamodb.ITable | None = None,
     monitor_table: dynamodb.ITable | None = None,
+    alert_table: dynamodb.ITable | None = None,
+    alerts_topic: sns.ITopic | None = None,
+    retraining_table: dynamodb.ITable | None = None,
+    training_state_machine: sfn.IStateMachine | None = None,
     large_upload_state_machine: sfn.IStateMachine | None = None,
     rollback_alarms: Sequence[cloudwatch.IAlarm] = (),
 ) -> dict[str, str]:
@@ -51,6 +56,12 @@ def build(
         Env.IDEMPOTENCY_TABLE: idempotency_table.table_name if idempotency_table else None,
         Env.LINEAGE_TABLE: lineage_table.table_name if lineage_table else None,
         Env.MONITOR_TABLE: monitor_table.table_name if monitor_table else None,
+        Env.ALERT_TABLE: alert_table.table_name if alert_table else None,
+        Env.ALERTS_TOPIC: alerts_topic.topic_arn if alerts_topic else None,
+        Env.RETRAINING_TABLE: retraining_table.table_name if retraining_table else None,
+        Env.TRAINING_STATE_MACHINE: (
+            training_state_machine.state_machine_arn if training_state_machine else None
+        ),
         Env.LARGE_UPLOAD_STATE_MACHINE: (
             large_upload_state_machine.state_machine_arn if large_upload_state_machine else None
         ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from infra.alert_router import AlertRouter
 from infra.alerting import Alerting
 from infra.data_lake import DataLake
 from infra.data_preparation import DataPreparation
@@ -25,7 +26,8 @@ from mlcycle.names import Env, Output
 
 class MlcycleStack(cdk.Stack):
     """The whole ML cycle. Each stage is an attribute: ``data_lake``, ``events``, ``alerting``,
-    ``registry``, ``data_preparation``, ``training``, ``serving``, ``retraining``, ``monitoring``.
+    ``registry``, ``data_preparation``, ``training``, ``serving``, ``retraining``, ``alert_router``,
+    ``monitoring``.
     """
 
     def __init__(self, scope: Construct, *, settings: Settings) -> None:
@@ -103,7 +105,24 @@ class MlcycleStack(cdk.Stack):
             alerts=self.alerting.alerts,
         )
         self.retraining = Retraining(
-            self, "Retraining", settings=settings, bus=bus, state_machine=self.training.state_machine, key=key
+            self,
+            "Retraining",
+            settings=settings,
+            bus=bus,
+            state_machine=self.training.state_machine,
+            functions=functions,
+            data_lake=self.data_lake,
+            lineage=self.lineage,
+            monitor_table=self.model_monitors.table,
+        )
+        self.alert_router = AlertRouter(
+            self,
+            "AlertRouter",
+            settings=settings,
+            bus=bus,
+            alerts=self.alerting.alerts,
+            functions=functions,
+            key=key,
         )
         self.monitoring = Monitoring(
             self,
@@ -125,6 +144,8 @@ class MlcycleStack(cdk.Stack):
                 self.serving.deploy_model,
                 self.serving.deployment_outcome,
                 self.model_monitors.monitor,
+                self.retraining.controller,
+                self.alert_router.function,
             ],
             alerts=self.alerting.alerts,
         )
@@ -157,6 +178,9 @@ class MlcycleStack(cdk.Stack):
             # already reads the model artifacts and reads and writes the artifacts bucket they use.
             Output.SAGEMAKER_ROLE: self.training.sagemaker_role.role_arn,
             Output.MONITOR_TABLE: self.model_monitors.table.table_name,
+            Output.ALERT_TABLE: self.alert_router.table.table_name,
+            Output.ALERTS_TOPIC: self.alerting.alerts.topic_arn,
+            Output.RETRAINING_TABLE: self.retraining.table.table_name,
         }
         for name, value in values.items():
             cdk.CfnOutput(self, str(name), value=value)

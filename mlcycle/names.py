@@ -74,6 +74,8 @@ class Output(StrEnum):
     MONITOR_TABLE = "MonitorTableName"
     #: Alerts, silences and deliveries (``mlcycle alerts``).
     ALERT_TABLE = "AlertTableName"
+    #: The topic of the ``sns`` alert channel (``mlcycle alerts test``).
+    ALERTS_TOPIC = "AlertsTopicArn"
     #: The retraining controller's decisions (``mlcycle retraining status``).
     RETRAINING_TABLE = "RetrainingTableName"
 

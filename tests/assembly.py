@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mlcycle.application.settings import example_settings
+from mlcycle.commands.closed_loop import loop_settings
 from mlcycle.config import AlertChannels, Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,8 +30,11 @@ _FAILED = "gated-synth-failed.txt"  # next to the assembly: the synth's output, 
 
 
 def app_settings() -> Settings:
-    """The example problem's defaults with one alert subscriber; independent of any mlcycle.toml."""
-    return example_settings().model_copy(update={"alerts": AlertChannels(emails=(ALERT_EMAIL,))})
+    """The example problem's defaults with one alert subscriber, and the demo's Slack and PagerDuty
+    channels and training window (the closed loop's end-to-end test runs on this assembly too);
+    independent of any mlcycle.toml."""
+    example = example_settings().model_copy(update={"alerts": AlertChannels(emails=(ALERT_EMAIL,))})
+    return loop_settings(example)
 
 
 def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -148,18 +148,24 @@ def start_training(sfn: Any, platform: Platform, pipeline_input: dict[str, Any])
 
 
 def follow_execution(sfn: Any, arn: str, say: Say, timeout: float = 600) -> dict[str, Any]:
-    """Report each state of an execution as it is entered; return its output or raise with its failure."""
+    """Report each state of an execution once, when it is first entered, with the seconds since the start
+    (a polling loop's wait and describe states re-enter every poll: those are not repeated); return its
+    output or raise with its failure."""
     seen: set[int] = set()
+    entered: set[str] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # The status first: once it is final, the history read after it holds every state entered.
         described = sfn.describe_execution(executionArn=arn)
+        started = described["startDate"]
         for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
             if event["id"] in seen:
                 continue
             seen.add(event["id"])
-            if event["type"].endswith("StateEntered"):
-                say(f"  state {event['stateEnteredEventDetails']['name']}")
+            name = event.get("stateEnteredEventDetails", {}).get("name")
+            if event["type"].endswith("StateEntered") and name not in entered:
+                entered.add(name)
+                say(f"  {(event['timestamp'] - started).total_seconds():6.1f}s  {name}")
         if described["status"] == "SUCCEEDED":
             output: dict[str, Any] = json.loads(described["output"])
             return output

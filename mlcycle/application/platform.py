@@ -28,6 +28,7 @@ class Platform:
     sagemaker_role: str = ""
     monitor_table: str = ""
     alert_table: str = ""
+    alerts_topic: str = ""
     retraining_table: str = ""
 
     @classmethod

@@ -18,5 +18,7 @@ MODULES = (
     "predict",
     "monitor",
     "labels",
+    "alerts",
+    "retraining",
     "example",
 )

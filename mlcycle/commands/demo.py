@@ -1,7 +1,9 @@
 """``mlcycle demo``: the whole local ML cycle on the embedded AWS (what ``make demo`` runs).
 
 synth -> embedded AWS provisioned from the template -> upload -> curated -> features -> train ->
-register -> deploy -> lineage -> invoke. Every step goes through the AWS APIs the deployed platform uses.
+register -> deploy -> lineage -> invoke, then the closed loop (mlcycle.commands.closed_loop): drifted
+traffic -> monitors -> Slack and PagerDuty -> guarded retraining on the new data -> canary promotion ->
+recovery -> resolved. Every step goes through the AWS APIs the deployed platform uses.
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ class Steps:
 def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: Steps) -> int:
     from infra.app_builder import synth
     from mlcycle.application import cycle
+    from mlcycle.commands.closed_loop import ClosedLoop, loop_settings
     from mlcycle.local.session import local_platform
+    from mlcycle.local.webhooks import WebhookSink
 
+    settings = loop_settings(settings)
     steps("synthesizing the CDK app (cdk-nag and cfn-lint gates on)")
     synth(settings, assembly)
     steps("starting the embedded AWS and provisioning the platform from the synthesized template")
-    with local_platform(settings, assembly, port=port, say=say) as local:
+    with local_platform(settings, assembly, port=port, say=say) as local, WebhookSink() as sink:
         c, p = local.clients, local.platform
         steps("uploading the bundled example dataset to the landing bucket")
         cycle.upload(c, p, cycle.bundled_dataset(), settings.problem.dataset.name, say)
@@ -72,17 +77,33 @@ def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: 
         cycle.show_lineage(c, p, str(registration.get("model_package_arn")), say)
         steps("invoking the endpoint with held-out rows")
         scores = cycle.score_holdout(c, settings, say)
-        steps("stopping the embedded AWS")
         say(
             f"held-out accuracy {scores['accuracy']:.3f}, "
             f"ROC AUC {scores.get('roc_auc', float('nan')):.3f} on {scores['rows']:.0f} rows"
         )
+        loop = ClosedLoop(local, settings, sink, say)
+        steps("closing the loop: Slack and PagerDuty webhooks point at sinks of the embedded AWS")
+        loop.connect_channels()
+        champion = loop.serving_version()
+        steps("drifted traffic goes through the endpoint until the scheduled monitors alert")
+        loop.drift()
+        steps("new labelled data arrives: the retraining controller retrains; the challenger is promoted")
+        loop.retrain_on_new_data(champion)
+        steps("traffic goes on: the next monitor windows recover and the alerts resolve")
+        loop.recover()
+        say("what reached the webhook sinks:")
+        for line in loop.arrived():
+            say(line)
+        say("the loop, from drift to resolved:")
+        for line in loop.timeline.lines():
+            say(line)
+        steps("stopping the embedded AWS")
     steps.done()
     return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    return run_demo(settings, port=args.port, assembly=Path(args.out), say=say, steps=Steps(10))
+    return run_demo(settings, port=args.port, assembly=Path(args.out), say=say, steps=Steps(14))
 
 
 def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:

@@ -92,7 +92,7 @@ def test_train_then_manage_versions(service: Service) -> None:
     # WHEN training runs
     trained = run_mlcycle(cwd, "train", "--wait")
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    assert "state RegisterModel" in trained.stdout and "registered version 1 (Approved)" in trained.stdout
+    assert "RegisterModel" in trained.stdout and "registered version 1 (Approved)" in trained.stdout
     # AND the ingest function left a current snapshot per view, which `features compact` rebuilds
     compacted = run_mlcycle(cwd, "features", "compact", "--view", "customer_profile")
     assert compacted.returncode == 0, compacted.stderr

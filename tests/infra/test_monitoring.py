@@ -24,6 +24,6 @@ def test_large_upload_failures_alarm_too(synthesized: Synthesized) -> None:
 def test_every_function_has_an_error_alarm_and_there_is_a_dashboard(synthesized: Synthesized) -> None:
     functions = synthesized.resources("AWS::Lambda::Function")
     ours = [f for f in functions.values() if str(f["Properties"].get("Handler", "")).startswith("functions.")]
-    assert len(synthesized.stack.monitoring.function_errors) == len(ours) == 13
+    assert len(synthesized.stack.monitoring.function_errors) == len(ours) == 15
     _, dashboard = synthesized.one("AWS::CloudWatch::Dashboard")
     assert dashboard["Properties"]["DashboardName"] == f"{synthesized.settings.prefix}-health"
