@@ -430,12 +430,14 @@ def status(
     stepfunctions: SFNClient | None = None,
     decisions: int = 10,
     now: datetime | None = None,
+    trained_since: datetime | None = None,
 ) -> dict[str, Any]:
     """The lock (with its execution's status when a Step Functions client is given), the last run and
-    its cooldown, the runs today against the budget, the new rows against the minimum, the waiting
-    findings and the latest decisions (newest first)."""
+    its cooldown, the runs today against the budget, the new rows against the minimum (counted from
+    ``trained_since``, as the controller does), the waiting findings and the latest decisions (newest
+    first)."""
     state = RetrainingState(table, dynamodb)
-    snapshot, policy = state.read(), settings.retraining
+    snapshot, policy = state.read(trained_since=trained_since), settings.retraining
     now = now or datetime.now(UTC)
     last = snapshot.last_run
     return {
