@@ -10,7 +10,7 @@ keeps every delivery, so a channel that took a notification is never sent it aga
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,9 +19,6 @@ from mlcycle import aws, runtime
 from mlcycle.alerting.delivery import Deliverer
 from mlcycle.alerting.router import DeliveryFailedError, FlushResult, ReceiveResult, Router
 from mlcycle.alerting.state import AlertStore
-
-if TYPE_CHECKING:
-    from mypy_boto3_sns import SNSClient
 
 logger = Logger()
 tracer = Tracer()
@@ -41,9 +38,7 @@ class Environment(runtime.FunctionEnvironment):
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings, env = runtime.settings(), runtime.environment(Environment)
-    # mlcycle.aws has no "sns" overload yet: typed here until it does.
-    sns = cast("SNSClient", aws.client("sns"))  # type: ignore[call-overload]
-    deliverer = Deliverer(settings.alerts, sns=sns, topic_arn=env.alerts_topic)
+    deliverer = Deliverer(settings.alerts, sns=aws.client("sns"), topic_arn=env.alerts_topic)
     router = Router(settings, AlertStore(env.alert_table, aws.client("dynamodb")), deliverer.deliver)
     received: ReceiveResult | None = None
     if is_schedule(event):

@@ -26,13 +26,22 @@ if TYPE_CHECKING:
     from mypy_boto3_glue import GlueClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_stepfunctions import SFNClient
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 #: The services the domain calls, each with its overload of :data:`client`.
 Service = Literal[
-    "application-autoscaling", "athena", "dynamodb", "events", "glue", "s3", "sagemaker", "stepfunctions"
+    "application-autoscaling",
+    "athena",
+    "dynamodb",
+    "events",
+    "glue",
+    "s3",
+    "sagemaker",
+    "sns",
+    "stepfunctions",
 ]
 
 
@@ -56,6 +65,8 @@ class _Clients:
     def __call__(self, service: Literal["s3"], region: str | None = None) -> S3Client: ...
     @overload
     def __call__(self, service: Literal["sagemaker"], region: str | None = None) -> SageMakerClient: ...
+    @overload
+    def __call__(self, service: Literal["sns"], region: str | None = None) -> SNSClient: ...
     @overload
     def __call__(self, service: Literal["stepfunctions"], region: str | None = None) -> SFNClient: ...
     def __call__(self, service: Service, region: str | None = None) -> BaseClient:
