@@ -134,7 +134,7 @@ class ClosedLoop:
             if self._wait(lambda: self._pagerduty("trigger"), 20, "PagerDuty trigger"):
                 break
         else:
-            raise cycle.CycleError("the monitors raised no alert on drifted traffic")
+            raise cycle.CycleError(f"the monitors raised no alert on drifted traffic\n{self.diagnosis()}")
         self.timeline.mark("monitors raised drift and quality findings; PagerDuty triggered")
         self._wait(lambda: self._slack(resolved=False), 20, "Slack message")
         self.timeline.mark("Slack message posted")
@@ -168,7 +168,9 @@ class ClosedLoop:
             if self._wait(lambda: self._pagerduty("resolve"), 20, "PagerDuty resolve"):
                 break
         else:
-            raise cycle.CycleError("the alerts did not resolve after the new model served")
+            raise cycle.CycleError(
+                f"the alerts did not resolve after the new model served\n{self.diagnosis()}"
+            )
         self.timeline.mark("monitors recovered; PagerDuty resolved")
         self._wait(lambda: self._slack(resolved=True), 20, "Slack resolved message")
         self.timeline.mark("Slack resolved message posted")
@@ -269,6 +271,23 @@ class ClosedLoop:
                     summary = body.get("payload", {}).get("summary", "")
                     action, key = body.get("event_action"), str(body.get("dedup_key", ""))[:12]
                     yield f"  PagerDuty <- {action} {key} {summary}"[:130]
+
+    def diagnosis(self) -> str:
+        """What the platform did so far: windows, alerts, deliveries, decisions (for a step that failed)."""
+        from mlcycle.alerting.state import AlertStore
+        from mlcycle.monitoring.windows import MonitorState
+
+        platform, dynamodb = self.local.platform, self.local.clients.dynamodb
+        lines = ["monitor windows (newest first):"]
+        for window in MonitorState(platform.monitor_table, dynamodb).windows(self.settings.endpoint_name, 8):
+            lines.append(f"  {window.get('window_id')}: {window.get('rows')} rows, {window.get('findings')}")
+        store = AlertStore(platform.alert_table, dynamodb)
+        lines.append("alerts:")
+        lines += [f"  {r.alert.status} {r.alert.summary} notes={r.notes}" for r in store.list_alerts()]
+        lines.append("deliveries:")
+        lines += [f"  {d.channel} {d.state} {d.error}" for d in store.deliveries()]
+        lines.append(f"sink: {[(r.path, r.body) for r in self.sink.requests()]}"[:2000])
+        return "\n".join(lines)
 
     def _wait(self, probe: Callable[[], Any], timeout: float, what: str) -> Any:
         """``probe``'s first truthy answer within ``timeout`` seconds, else None (the caller decides)."""

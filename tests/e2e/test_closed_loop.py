@@ -24,6 +24,7 @@ from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.local.session import LocalPlatform, local_platform
 from mlcycle.local.webhooks import WebhookSink
+from tests.assembly import app_settings
 from tests.e2e.helpers import curate, run_training
 
 pytestmark = pytest.mark.e2e
@@ -41,12 +42,11 @@ def served(settings: Settings, assembly: Path) -> Iterator[tuple[LocalPlatform, 
 
 
 @pytest.fixture(scope="module")
-def loop(
-    served: tuple[LocalPlatform, WebhookSink], settings: Settings
-) -> tuple[ClosedLoop, Timeline, list[str]]:
+def loop(served: tuple[LocalPlatform, WebhookSink]) -> tuple[ClosedLoop, Timeline, list[str]]:
     local, sink = served
     said: list[str] = []
-    closed = ClosedLoop(local, settings, sink, said.append)
+    # The settings the assembly was synthesized with: its Slack and PagerDuty channels' secrets.
+    closed = ClosedLoop(local, app_settings(), sink, said.append)
     timeline = closed.run()
     return closed, timeline, said
 
