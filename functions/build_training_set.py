@@ -1,5 +1,6 @@
-"""Step Functions task: curated data (joined point in time with the feature store's views when they
-provide the problem's features) -> train/test split in the artifacts bucket."""
+"""Step Functions task: curated data (within ``retraining.training_window_days`` of the newest event
+time when set; joined point in time with the feature store's views when they provide the problem's
+features) -> train/test split in the artifacts bucket."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         feature_store=store,
         feature_time_suffix=settings.model_tests.feature_time_suffix,
         glue_database=env.glue_database,
+        window_days=settings.retraining.training_window_days,
     )
     logger.info("training set built", extra=result.__dict__)
     return result.__dict__ | {"poll_seconds": request.input.poll_seconds}

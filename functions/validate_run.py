@@ -1,7 +1,9 @@
 """Step Functions task: check a training run's input and settings, then write the run document.
 
 The run document (``s3://{artifacts}/runs/{execution}/run.json``) is what the evaluation job reads: the
-problem, the model-test settings, the quality gate and the champion's metrics at the start of the run.
+problem, the model-test settings, the quality gate and the champion's metrics at the start of the run,
+and the trigger and recent labelled window the retraining controller passed (the window's object is
+copied next to it as ``recent.parquet``; a window whose object is missing fails the run).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         dataset=request.input.dataset,
         poll_seconds=request.input.poll_seconds,
         fault_injection=request.input.fault_injection,
+        recent_window=request.input.recent_window,
+        trigger=request.input.trigger,
         s3=aws.client("s3"),
         sagemaker=aws.client("sagemaker"),
         artifacts_bucket=env.artifacts_bucket,

@@ -102,23 +102,39 @@ def evaluate(pipeline: Pipeline, test: pd.DataFrame, problem: Problem) -> dict[s
     """Metrics on held-out rows; the set depends on the task."""
     x = features_frame(test, problem)
     y = test[problem["target"]].to_numpy()
+    pred = pipeline.predict(x)
     if problem["task"] == "regression":
-        pred = pipeline.predict(x)
+        return metrics_of(y, pred, problem)
+    scores = pipeline.predict_proba(x)
+    binary = scores.shape[1] == 2
+    return metrics_of(y, pred, problem, positive=scores[:, 1] if binary else None, binary=binary)
+
+
+def metrics_of(
+    y: np.ndarray,
+    pred: np.ndarray,
+    problem: Problem,
+    *,
+    positive: np.ndarray | None = None,
+    binary: bool = False,
+) -> dict[str, float]:
+    """The metrics :func:`evaluate` reports, from answers given elsewhere too (a serving model's captured
+    predictions): ``positive`` is a binary classifier's probability of the positive class (the larger
+    label), without which ``roc_auc`` and ``log_loss`` are left out; ``binary`` picks the F1 average."""
+    if problem["task"] == "regression":
         return {
             "r2": float(metrics.r2_score(y, pred)),
             "rmse": float(np.sqrt(metrics.mean_squared_error(y, pred))),
             "mae": float(metrics.mean_absolute_error(y, pred)),
-            "rows": float(len(test)),
+            "rows": float(len(y)),
         }
-    y = y.astype("int64")
-    pred = pipeline.predict(x)
-    scores = pipeline.predict_proba(x)
+    y = np.asarray(y).astype("int64")
     result = {
         "accuracy": float(metrics.accuracy_score(y, pred)),
-        "f1": float(metrics.f1_score(y, pred, average="binary" if scores.shape[1] == 2 else "macro")),
-        "rows": float(len(test)),
+        "f1": float(metrics.f1_score(y, pred, average="binary" if binary else "macro")),
+        "rows": float(len(y)),
     }
-    if scores.shape[1] == 2 and len(np.unique(y)) == 2:
-        result["roc_auc"] = float(metrics.roc_auc_score(y, scores[:, 1]))
-        result["log_loss"] = float(metrics.log_loss(y, scores))
+    if binary and positive is not None and len(np.unique(y)) == 2:
+        result["roc_auc"] = float(metrics.roc_auc_score(y, positive))
+        result["log_loss"] = float(metrics.log_loss(y, positive))
     return result

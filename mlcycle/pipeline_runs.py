@@ -1,7 +1,8 @@
 """The training pipeline's own bookkeeping: the run document at the start, the failure report at the end.
 
 ``s3://{artifacts}/runs/{execution}/run.json`` pins what a run is judged by (problem, model-test
-settings, quality gate, the champion's metrics when it started); the evaluation job reads it.
+settings, quality gate, the champion's metrics when it started, the trigger and the recent labelled
+window); the evaluation job reads it, and ``recent.parquet`` next to it (a copy of the recent window).
 ``s3://{artifacts}/failures/{execution}/report.json`` says why a run stopped.
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from mlcycle import registry
+from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 RUNS_PREFIX = "runs/"
+#: The recent labelled window's copy under the run prefix (the evaluation job's ``run`` channel).
+RECENT_FILE = "recent.parquet"
 FAILURES_PREFIX = "failures/"
 
 
@@ -107,13 +111,24 @@ def settings_problems(settings: Settings) -> list[str]:
     return found
 
 
-def run_document(settings: Settings, execution_name: str, champion: dict[str, Any] | None) -> dict[str, Any]:
+def run_document(
+    settings: Settings,
+    execution_name: str,
+    champion: dict[str, Any] | None,
+    *,
+    recent_window: RecentWindow | None = None,
+    trigger: RetrainingTrigger | None = None,
+) -> dict[str, Any]:
     return {
         "execution_name": execution_name,
         "problem": json.loads(settings.problem.model_dump_json()),
         "model_tests": json.loads(settings.model_tests.model_dump_json()),
         "min_primary_metric": settings.thresholds.min_primary_metric,
         "champion": champion,
+        # The recent window judges against the champion only with at least this many labelled rows.
+        "min_labelled_rows": settings.monitoring.min_labelled_rows,
+        "recent_window": recent_window.model_dump() | {"file": RECENT_FILE} if recent_window else None,
+        "trigger": trigger.model_dump() if trigger else None,
     }
 
 
@@ -124,11 +139,14 @@ def start_run(
     dataset: str | None,
     poll_seconds: int,
     fault_injection: FaultInjection | None = None,
+    recent_window: RecentWindow | None = None,
+    trigger: RetrainingTrigger | None = None,
     s3: S3Client,
     sagemaker: SageMakerClient,
     artifacts_bucket: str,
 ) -> dict[str, Any]:
-    """Validate, find the champion, write the run document; returns what later states need."""
+    """Validate, find the champion, copy the recent window, write the run document; returns what later
+    states need."""
     if dataset not in (None, settings.problem.dataset.name):
         raise InvalidRunError(
             f"dataset {dataset!r} is not the configured problem's {settings.problem.dataset.name!r}"
@@ -138,7 +156,9 @@ def start_run(
         raise InvalidRunError("model_tests settings: " + "; ".join(problems))
     champion = registry.champion_summary(sagemaker, settings.model_package_group)
     prefix = f"{RUNS_PREFIX}{execution_name}/"
-    document = run_document(settings, execution_name, champion)
+    if recent_window is not None:
+        copy_recent_window(s3, recent_window, artifacts_bucket, f"{prefix}{RECENT_FILE}")
+    document = run_document(settings, execution_name, champion, recent_window=recent_window, trigger=trigger)
     s3.put_object(
         Bucket=artifacts_bucket, Key=f"{prefix}run.json", Body=json.dumps(document, indent=2).encode()
     )
@@ -149,7 +169,26 @@ def start_run(
         "champion_version": champion["version"] if champion else None,
         # Handed to the register step as is (null when none was asked for).
         "fault_injection": fault_injection.model_dump() if fault_injection else None,
+        "recent_window_rows": recent_window.rows if recent_window else None,
     }
+
+
+def copy_recent_window(s3: S3Client, window: RecentWindow, bucket: str, key: str) -> None:
+    """Copy the recent window's object under the run prefix; a missing object fails the run."""
+    try:
+        source_bucket, source_key = split_s3_uri(window.uri)
+    except ValueError as error:
+        raise InvalidRunError(f"recent_window.uri {window.uri!r} is not an S3 URI: {error}") from None
+    try:
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
+    except s3.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code not in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+            raise
+        raise InvalidRunError(
+            f"the recent labelled window {window.uri} does not exist ({code}): the run cannot judge the "
+            "challenger on it; start the run again without recent_window, or with a window that exists"
+        ) from None
 
 
 class Failure(BaseModel):

@@ -10,8 +10,10 @@ Where a package keeps what (``describe_model_package``):
 - ``ModelMetrics.ModelQuality.Constraints``: ``model_tests.json`` (the post-training checks and results);
 - ``ModelMetrics.ModelDataQuality.Statistics`` and ``DriftCheckBaselines.ModelDataQuality.Statistics``:
   ``baseline.json`` (per-feature sketches of the training set, the drift monitors' reference);
-- ``CustomerMetadataProperties``: ``metric:{name}`` values, ``model_tests`` (the report's summary) and
-  lineage (training set id and manifest, code version, parameters, training/evaluation jobs, execution).
+- ``CustomerMetadataProperties``: ``metric:{name}`` values, ``model_tests`` (the report's summary),
+  ``champion_comparison`` (what the approval compared: the recent labelled window or the registered test
+  metrics, with both values) and lineage (training set id and manifest, code version, parameters,
+  training/evaluation jobs, execution).
 """
 
 from __future__ import annotations
@@ -65,6 +67,29 @@ class TrainingJobResult:
     baseline_uri: str = ""
     model_tests: dict[str, Any] = field(default_factory=dict)
     code_version: str = ""
+    #: The evaluation's ``recent``: the challenger's and the champion's metrics on the recent labelled rows.
+    recent: dict[str, Any] | None = None
+
+
+#: What a challenger was compared with the champion on.
+RECENT_BASIS, TEST_BASIS = "recent_window", "registered_test_metrics"
+COMPARISON_KEY = "champion_comparison"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The primary metric of the challenger and of the champion, measured alike: on the recent labelled
+    rows (``recent_window``), or the challenger's test split against the champion's registered value."""
+
+    basis: str
+    challenger: float
+    champion: float | None
+    rows: int | None = None
+
+    def describe(self) -> str:
+        where = f"recent window, {self.rows} rows" if self.basis == RECENT_BASIS else self.basis
+        champion = "none" if self.champion is None else f"{self.champion:.6g}"
+        return f"{where}: challenger {self.challenger:.6g}, champion {champion}"
 
 
 @dataclass
@@ -73,8 +98,13 @@ class Registration:
     version: int
     approval_status: str
     metric: str
+    #: The challenger's primary metric on its test split (the quality gate's value).
     value: float
+    #: The champion's value the challenger was compared with, on ``basis``.
     champion_value: float | None
+    basis: str = TEST_BASIS
+    #: The challenger's value compared with ``champion_value`` (``value`` unless on the recent window).
+    challenger_value: float | None = None
 
 
 def read_json(s3: S3Client, uri: str) -> dict[str, Any]:
@@ -116,6 +146,7 @@ def read_training_job(
         model_tests=evaluation["model_tests"],
         # The sourcedir asset's S3 key is the hash of the code it holds: the code version.
         code_version=str(job.get("HyperParameters", {}).get("sagemaker_submit_directory", "")).strip('"'),
+        recent=evaluation.get("recent"),
     )
 
 
@@ -174,6 +205,20 @@ def decide_approval(
     return APPROVED if better else PENDING
 
 
+def comparison(
+    settings: Settings, result: TrainingJobResult, value: float, champion: dict[str, Any] | None
+) -> Comparison:
+    """Both models on the recent labelled rows when the evaluation has at least ``min_labelled_rows`` of
+    them with the primary metric on both sides; else the test split against the registered metrics."""
+    metric, recent = settings.problem.primary_metric, result.recent or {}
+    rows = int(recent.get("rows", 0))
+    ours, theirs = recent.get("challenger") or {}, recent.get("champion") or {}
+    if rows >= settings.monitoring.min_labelled_rows and metric in ours and metric in theirs:
+        return Comparison(RECENT_BASIS, float(ours[metric]), float(theirs[metric]), rows)
+    registered = champion["metrics"].get(metric) if champion else None
+    return Comparison(TEST_BASIS, value, registered)
+
+
 def quality_gate(settings: Settings, metrics: dict[str, float]) -> float:
     metric = settings.problem.primary_metric
     if metric not in metrics:
@@ -200,9 +245,8 @@ def register(
         # The pipeline's gate stops before this step; a direct caller must not get around it either.
         raise ModelTestsFailed(result.model_tests.get("summary", "post-training tests failed"))
     group = settings.model_package_group
-    current = champion_summary(sagemaker, group)
-    champion_value = current["metrics"].get(settings.problem.primary_metric) if current else None
-    status = decide_approval(settings, value, champion_value)
+    compared = comparison(settings, result, value, champion_summary(sagemaker, group))
+    status = decide_approval(settings, compared.challenger, compared.champion)
     created = sagemaker.create_model_package(
         ModelPackageGroupName=group,
         ModelPackageDescription=f"{settings.problem.model.family} trained by {result.job_name}",
@@ -213,7 +257,7 @@ def register(
             _inference_specification(settings, result, container_environment or {}),
         ),
         **_reports(result),
-        CustomerMetadataProperties=package_metadata(result, lineage),
+        CustomerMetadataProperties=package_metadata(result, lineage | {COMPARISON_KEY: compared.describe()}),
         ModelApprovalStatus=status,
     )
     arn = created["ModelPackageArn"]
@@ -223,7 +267,9 @@ def register(
         approval_status=status,
         metric=settings.problem.primary_metric,
         value=value,
-        champion_value=champion_value,
+        champion_value=compared.champion,
+        basis=compared.basis,
+        challenger_value=compared.challenger,
     )
 
 

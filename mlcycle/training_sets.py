@@ -10,6 +10,10 @@ curated rows give only the entity rows (key, event time, target; latest row per 
 come from the feature store's offline views as of each row's event time (``get_historical_features``),
 each view's chosen event time kept as ``{view}{feature_time_suffix}`` so the pre-training leakage check
 runs on it. Without such views the curated rows' own columns are the features, as before.
+
+A training window (``retraining.training_window_days``) keeps only the rows whose event time lies within
+that many days of the newest one, before anything else (the manifest and the lineage record it), so a
+model retrained after the world changed learns from how it is now.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class TrainingSet:
     manifest_uri: str
     train_rows: int
     test_rows: int
+    #: The training window applied (days, the event times it spans, rows before and kept), or None.
+    training_window: dict[str, Any] | None = None
 
 
 def _list_objects(s3: S3Client, bucket: str, prefix: str) -> list[ObjectTypeDef]:
@@ -86,6 +92,33 @@ def latest(frame: pd.DataFrame, problem: ProblemConfig) -> pd.DataFrame:
     if contract.event_time is not None:
         frame = frame.sort_values(contract.event_time, kind="stable")
     return frame.drop_duplicates(contract.key, keep="last")
+
+
+def within_window(
+    frame: pd.DataFrame, problem: ProblemConfig, days: float
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows whose event time lies within ``days`` of the newest event time, and what was kept."""
+    column = problem.dataset.event_time
+    if column is None:
+        raise InsufficientDataError(
+            f"a training window of {days:g} days needs an event time, and dataset {problem.dataset.name!r} "
+            "declares none (set dataset.event_time, or training_window_days to null)"
+        )
+    times = pd.to_datetime(frame[column], utc=True, errors="coerce")
+    newest = times.max()
+    if pd.isna(newest):
+        raise InsufficientDataError(f"no row of dataset {problem.dataset.name!r} has a {column!r}")
+    start = newest - pd.Timedelta(days=days)
+    kept = frame[(times >= start).to_numpy()].reset_index(drop=True)
+    window = {
+        "days": days,
+        "event_time": column,
+        "start": start.isoformat(),
+        "end": newest.isoformat(),
+        "rows_before": len(frame),
+        "rows_kept": len(kept),
+    }
+    return kept, window
 
 
 def covering_views(views: tuple[FeatureViewSpec, ...], problem: ProblemConfig) -> list[FeatureViewSpec]:
@@ -132,11 +165,16 @@ def build_training_set(
     feature_store: FeatureStore | None = None,
     feature_time_suffix: str = "__event_time",
     glue_database: str | None = None,
+    window_days: float | None = None,
 ) -> TrainingSet:
-    """Curated rows (or, with a store whose views cover the features, entity rows joined point in time)
-    -> train/test Parquet and a manifest. Raises :class:`InsufficientDataError` on too little data."""
+    """Curated rows (within ``window_days`` of the newest event time, when given; or, with a store whose
+    views cover the features, entity rows joined point in time) -> train/test Parquet and a manifest.
+    Raises :class:`InsufficientDataError` on too little data."""
     dataset = problem.dataset.name
     frame, sources = _read_curated(s3, curated_bucket, dataset)
+    window = None
+    if window_days is not None:
+        frame, window = within_window(frame, problem, window_days)
     views = covering_views(feature_store.views, problem) if feature_store is not None else []
     point_in_time: dict[str, Any] = {"feature_views": [], "rows_without_features": 0}
     if feature_store is not None and views:
@@ -159,6 +197,7 @@ def build_training_set(
         manifest_uri=f"s3://{artifacts_bucket}/{prefix}manifest.json",
         train_rows=len(train),
         test_rows=len(test),
+        training_window=window,
     )
     versions = _dataset_versions(s3, curated_bucket, dataset, sources)
     manifest = asdict(result) | {
@@ -260,7 +299,12 @@ def _record_lineage(store: lin.LineageStore, result: TrainingSet, versions: list
         lin.artifact_id(lin.TRAINING_SET, result.training_set_id),
         lin.TRAINING_SET,
         result.manifest_uri,
-        {"train_rows": result.train_rows, "test_rows": result.test_rows, "dataset": result.dataset},
+        {
+            "train_rows": result.train_rows,
+            "test_rows": result.test_rows,
+            "dataset": result.dataset,
+            **({"training_window": result.training_window} if result.training_window else {}),
+        },
     )
     execution = lin.Execution(
         lin.artifact_id(lin.BUILD_TRAINING_SET, result.training_set_id), lin.BUILD_TRAINING_SET

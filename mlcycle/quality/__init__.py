@@ -8,11 +8,12 @@ collects them and serializes to JSON.
 """
 
 from mlcycle.quality.baselines import feature_baselines
-from mlcycle.quality.post_training import post_training_tests
+from mlcycle.quality.post_training import ChampionBasis, post_training_tests
 from mlcycle.quality.pre_training import pre_training_tests
 from mlcycle.quality.report import CheckResult, ModelTestsFailed, Report
 
 __all__ = [
+    "ChampionBasis",
     "CheckResult",
     "ModelTestsFailed",
     "Report",

@@ -6,6 +6,7 @@ prediction of a regressor. Multi-class models get the metric checks only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,25 @@ def scores(model: Any, frame: pd.DataFrame, problem: Problem) -> np.ndarray | No
 # ---- metric thresholds and the champion (MLflow's MetricThreshold) -------------------------------------
 
 
+@dataclass(frozen=True)
+class ChampionBasis:
+    """What the champion checks compare: the challenger's and the champion's values measured alike, and
+    where (``test split`` against the champion's registered test metrics, or the recent labelled rows)."""
+
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    name: str = "test split vs registered test metrics"
+
+
 def metric_threshold_checks(
-    spec: dict[str, Any], metrics: dict[str, float], champion: dict[str, float] | None, problem: Problem
+    spec: dict[str, Any],
+    metrics: dict[str, float],
+    champion: dict[str, float] | None,
+    problem: Problem,
+    basis: ChampionBasis | None = None,
 ) -> list[CheckResult]:
+    """``threshold`` on ``metrics`` (the test split); the change against the champion on ``basis``
+    (default: ``metrics`` against ``champion``)."""
     metric = problem["primary_metric"] if spec.get("metric", "primary") == "primary" else spec["metric"]
     gib = spec.get("greater_is_better")
     gib = greater_is_better(metric) if gib is None else bool(gib)
@@ -52,17 +69,17 @@ def metric_threshold_checks(
         detail = f"{metric} = {value:.4f}, {'minimum' if gib else 'maximum'} {bound}"
         out.append(CheckResult(f"threshold:{metric}", ok, value, bound, detail))
     if spec.get("min_absolute_change") is not None or spec.get("min_relative_change") is not None:
-        out.append(_champion_check(metric, value, gib, spec, champion))
+        out.append(_champion_check(metric, gib, spec, basis or ChampionBasis(metrics, champion)))
     return out
 
 
-def _champion_check(
-    metric: str, value: float, gib: bool, spec: dict[str, Any], champion: dict[str, float] | None
-) -> CheckResult:
-    name = f"vs_champion:{metric}"
+def _champion_check(metric: str, gib: bool, spec: dict[str, Any], basis: ChampionBasis) -> CheckResult:
+    name, champion = f"vs_champion:{metric}", basis.champion
     if not champion or metric not in champion:
         return CheckResult.skip(name, "no champion to compare with")
-    base = float(champion[metric])
+    if metric not in basis.challenger:
+        return CheckResult.skip(name, f"no challenger {metric} on the {basis.name}")
+    value, base = float(basis.challenger[metric]), float(champion[metric])
     change = value - base if gib else base - value  # > 0: an improvement
     relative = change / abs(base) if base else float("inf") if change > 0 else 0.0
     min_abs, min_rel = spec.get("min_absolute_change"), spec.get("min_relative_change")
@@ -70,7 +87,7 @@ def _champion_check(
     detail = (
         f"{metric} {value:.4f} vs champion {base:.4f}: change {change:+.4f} ({relative:+.2%}); "
         f"minimum change {min_abs if min_abs is not None else '-'} absolute, "
-        f"{min_rel if min_rel is not None else '-'} relative"
+        f"{min_rel if min_rel is not None else '-'} relative (on the {basis.name})"
     )
     return CheckResult(name, ok, change, float(min_abs) if min_abs is not None else min_rel, detail)
 
@@ -230,13 +247,18 @@ def post_training_tests(
     metrics: dict[str, float],
     champion_metrics: dict[str, float] | None = None,
     min_primary_metric: float | None = None,
+    champion_basis: ChampionBasis | None = None,
 ) -> Report:
-    """Every post-training check; ``min_primary_metric`` is the quality gate (``thresholds``)."""
+    """Every post-training check; ``min_primary_metric`` is the quality gate (``thresholds``), on the test
+    split; ``champion_basis`` (default: ``metrics`` against ``champion_metrics``) what the champion
+    checks compare."""
     thresholds = list(tests.get("metric_thresholds", ()))
     if min_primary_metric is not None:
         thresholds.insert(0, {"metric": "primary", "threshold": min_primary_metric})
     checks = [
-        c for spec in thresholds for c in metric_threshold_checks(spec, metrics, champion_metrics, problem)
+        c
+        for spec in thresholds
+        for c in metric_threshold_checks(spec, metrics, champion_metrics, problem, champion_basis)
     ]
     checks += [invariance_check(model, test, problem, spec) for spec in tests.get("invariance", ())]
     checks += [directional_check(model, test, problem, spec) for spec in tests.get("directional", ())]

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mlcycle.config import Settings
 from mlcycle.registry import APPROVED, PENDING, QualityGateFailed, decide_approval, quality_gate
+from tests.utils import REGION
 
 
 def test_quality_gate(settings: Settings) -> None:
@@ -100,3 +103,148 @@ def test_a_fault_injected_run_reaches_the_model_container_and_says_so(settings: 
         }
     )
     assert "fault_injection" not in lineage(plain, settings)
+
+
+# ---- the champion comparison on the recent labelled window ---------------------------------------------
+
+
+def _challenger(recent: dict[str, Any] | None, test_auc: float = 0.84) -> Any:
+    from mlcycle.registry import TrainingJobResult
+
+    return TrainingJobResult(
+        job_name=f"job-{test_auc}-{bool(recent)}-{(recent or {}).get('rows')}",
+        model_data_url="s3://a/m.tar.gz",
+        image="img",
+        evaluation_uri="s3://a/e/evaluation.json",
+        metrics={"roc_auc": test_auc},
+        model_tests={"passed": True, "summary": "all passed"},
+        recent=recent,
+    )
+
+
+def _on_recent(challenger: float, champion: float, rows: int = 400) -> dict[str, Any]:
+    return {"rows": rows, "challenger": {"roc_auc": challenger}, "champion": {"roc_auc": champion}}
+
+
+@pytest.fixture
+def group_with_champion(settings: Settings, moto_aws: None) -> Any:
+    """A registry whose champion registered a test AUC of 0.90."""
+    import boto3
+
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_model_package_group(ModelPackageGroupName=settings.model_package_group)
+    sagemaker.create_model_package(
+        ModelPackageGroupName=settings.model_package_group,
+        InferenceSpecification={
+            "Containers": [{"Image": "img", "ModelDataUrl": "s3://a/champion.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelApprovalStatus=APPROVED,
+        CustomerMetadataProperties={"metric:roc_auc": "0.9"},
+    )
+    return sagemaker
+
+
+def test_a_challenger_better_on_recent_rows_is_approved_though_worse_on_the_old_test_metric(
+    settings: Settings, group_with_champion: Any
+) -> None:
+    from mlcycle.registry import RECENT_BASIS, register
+
+    # GIVEN a challenger at 0.84 on its test split (the champion registered 0.90), but better than the
+    # champion on the same recent labelled rows (0.80 vs 0.72)
+    challenger = _challenger(_on_recent(0.80, 0.72))
+    # WHEN it is registered, THEN the recent window decides: approved, and the package says why
+    registration = register(settings, challenger, {"training_set_id": "t"}, sagemaker=group_with_champion)
+    assert registration.approval_status == APPROVED and registration.basis == RECENT_BASIS
+    assert (registration.value, registration.challenger_value, registration.champion_value) == (
+        0.84,
+        0.80,
+        0.72,
+    )
+    metadata = group_with_champion.describe_model_package(ModelPackageName=registration.model_package_arn)[
+        "CustomerMetadataProperties"
+    ]
+    assert metadata["champion_comparison"] == "recent window, 400 rows: challenger 0.8, champion 0.72"
+
+
+def test_a_challenger_worse_on_recent_rows_waits_for_review(
+    settings: Settings, group_with_champion: Any
+) -> None:
+    from mlcycle.registry import register
+
+    # GIVEN a challenger better on its test split than the champion registered, but worse on recent rows
+    registration = register(
+        settings, _challenger(_on_recent(0.70, 0.75), test_auc=0.95), {}, sagemaker=group_with_champion
+    )
+    assert registration.approval_status == PENDING and registration.basis == "recent_window"
+
+
+def test_too_few_recent_rows_or_none_compare_the_registered_test_metrics(settings: Settings) -> None:
+    from mlcycle.registry import TEST_BASIS, Comparison, comparison
+
+    champion = {"version": 1, "arn": "a", "metrics": {"roc_auc": 0.9}}
+    few = _challenger(_on_recent(0.80, 0.72, rows=settings.monitoring.min_labelled_rows - 1))
+    assert comparison(settings, few, 0.84, champion) == Comparison(TEST_BASIS, 0.84, 0.9)
+    assert comparison(settings, _challenger(None), 0.84, champion) == Comparison(TEST_BASIS, 0.84, 0.9)
+    assert comparison(settings, _challenger(None), 0.84, None) == Comparison(TEST_BASIS, 0.84, None)
+    undefined = _challenger({"rows": 400, "challenger": {"roc_auc": 0.8}, "champion": {}})
+    assert comparison(settings, undefined, 0.84, champion).basis == TEST_BASIS
+    enough = _challenger(_on_recent(0.80, 0.72, rows=settings.monitoring.min_labelled_rows))
+    assert comparison(settings, enough, 0.84, champion).basis == "recent_window"
+
+
+# ---- the run's recent window -----------------------------------------------------------------------------
+
+
+def _start(settings: Settings, s3: Any, sagemaker: Any, **given: Any) -> dict[str, Any]:
+    from mlcycle.pipeline_runs import start_run
+
+    return start_run(
+        settings,
+        execution_name="run-7",
+        dataset=None,
+        poll_seconds=5,
+        s3=s3,
+        sagemaker=sagemaker,
+        artifacts_bucket="artifacts",
+        **given,
+    )
+
+
+def test_start_run_copies_the_recent_window_and_records_it_with_the_trigger(
+    settings: Settings, group_with_champion: Any, s3: Any
+) -> None:
+    import json
+
+    from mlcycle.pipeline_runs import RecentWindow, RetrainingTrigger
+
+    s3.create_bucket(Bucket="artifacts")
+    s3.put_object(Bucket="artifacts", Key="recent/run-7.parquet", Body=b"PAR1...")
+    window = RecentWindow(uri="s3://artifacts/recent/run-7.parquet", rows=120, windows=3, model_version=1)
+    trigger = RetrainingTrigger(type="ModelQualityDegraded", reason="roc_auc fell", event_id="ev-1")
+    run = _start(settings, s3, group_with_champion, recent_window=window, trigger=trigger)
+    copied = s3.get_object(Bucket="artifacts", Key="runs/run-7/recent.parquet")["Body"].read()
+    assert copied == b"PAR1..." and run["recent_window_rows"] == 120
+    document = json.loads(s3.get_object(Bucket="artifacts", Key="runs/run-7/run.json")["Body"].read())
+    assert document["recent_window"] == window.model_dump() | {"file": "recent.parquet"}
+    assert document["trigger"]["type"] == "ModelQualityDegraded"
+    assert document["min_labelled_rows"] == settings.monitoring.min_labelled_rows
+
+
+def test_a_recent_window_whose_object_is_missing_fails_the_run(
+    settings: Settings, group_with_champion: Any, s3: Any
+) -> None:
+    from mlcycle.pipeline_runs import InvalidRunError, RecentWindow
+
+    s3.create_bucket(Bucket="artifacts")
+    window = RecentWindow(uri="s3://artifacts/recent/gone.parquet", rows=120, windows=3)
+    with pytest.raises(
+        InvalidRunError, match=r"recent labelled window s3://artifacts/recent/gone.parquet does not"
+    ):
+        _start(settings, s3, group_with_champion, recent_window=window)
+    assert "Contents" not in s3.list_objects_v2(Bucket="artifacts", Prefix="runs/")  # nothing started
+    # AND without a window the run document says so
+    _start(settings, s3, group_with_champion)
+    assert s3.head_object(Bucket="artifacts", Key="runs/run-7/run.json")
+    assert "Contents" not in s3.list_objects_v2(Bucket="artifacts", Prefix="runs/run-7/recent")
