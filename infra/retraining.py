@@ -25,6 +25,7 @@ from infra.queues import dead_letter_queue
 from infra.tables import encrypted_table
 from mlcycle.config import Settings
 from mlcycle.names import EVENT_SOURCE, EventType
+from mlcycle.retraining.controller import RECENT_WINDOWS_PREFIX
 
 #: The schedule the (then disabled) rule carries when settings name none.
 DEFAULT_SCHEDULE = "rate(7 days)"
@@ -147,7 +148,8 @@ class Retraining(Construct):
         lineage.grant_record(fn)
         monitor_table.grant_read_data(fn)
         data_lake.monitoring.grant_read(fn)  # the recent windows' capture and labels
-        data_lake.artifacts.grant_put(fn)  # the recent labelled window the challenger is judged on
+        # The recent labelled window the challenger is judged on.
+        data_lake.artifacts.grant_put(fn, f"{RECENT_WINDOWS_PREFIX}*")
         bus.grant_put_events_to(fn)
         acknowledge(
             fn.role or fn,
@@ -160,7 +162,7 @@ class Retraining(Construct):
                 "s3:Abort*",
             ),
             iam5_resource(data_lake.monitoring),
-            iam5_resource(data_lake.artifacts),
+            iam5_resource(data_lake.artifacts, f"/{RECENT_WINDOWS_PREFIX}*"),
             _executions_finding(state_machine),
             reason="The wildcards come from the CDK's grants: capture and labels are read under keys named "
             "at run time, the recent window is written under a run's name, and the state machine's "

@@ -39,6 +39,7 @@ from infra.images import sklearn_image_uri
 from infra.registry import ModelRegistry
 from mlcycle import pipeline_runs
 from mlcycle.config import Settings
+from mlcycle.retraining.controller import RECENT_WINDOWS_PREFIX
 
 #: SageMaker's limits: job names of 63 characters, hyperparameter values of 2,500.
 MAX_JOB_NAME = 63
@@ -214,6 +215,8 @@ class TrainingPipeline(Construct):
             environment=env.build(self._settings, "validate_run", artifacts=artifacts),
         )
         artifacts.grant_put(fn, f"{pipeline_runs.RUNS_PREFIX}*")
+        # The retraining controller's recent labelled window, copied into the run's prefix.
+        artifacts.grant_read(fn, f"{RECENT_WINDOWS_PREFIX}*")
         registry.grant_find_champion(fn)
         acknowledge(
             fn.role or fn,
@@ -222,10 +225,18 @@ class TrainingPipeline(Construct):
         )
         acknowledge(
             fn.role or fn,
-            *iam5_actions("s3:Abort*", "kms:GenerateDataKey*", "kms:ReEncrypt*"),
+            *iam5_actions(
+                "s3:Abort*",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+                "s3:GetObject*",
+                "s3:GetBucket*",
+                "s3:List*",
+            ),
             iam5_resource(artifacts, f"/{pipeline_runs.RUNS_PREFIX}*"),
-            reason="Writes run documents under runs/ (one per execution, named at run time) in our "
-            "artifacts bucket.",
+            iam5_resource(artifacts, f"/{RECENT_WINDOWS_PREFIX}*"),
+            reason="Writes run documents under runs/ (one per execution, named at run time) and reads the "
+            "recent windows the retraining controller writes under recent-windows/ in our artifacts bucket.",
         )
         return fn
 

@@ -161,8 +161,9 @@ def generate(
         + np.select([contracts == "month-to-month", contracts == "one-year"], [1.2, 0.0], -1.2)
         + np.where(payments == "electronic-check", 0.6, 0.0)
     )
-    if drift > 0.5:  # concept drift: the effect of support calls flips sign as drift grows
-        logit += -(drift - 0.5) * 1.8 * calls
+    if drift > 0.5:  # concept drift: tenure's effect flips sign as drift grows (long-standing customers
+        # start to leave: a rival's loyalty offer), while support calls keep raising churn
+        logit += (drift - 0.5) * (0.3 * (tenure - 12) - 4.0)
     churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
 
     offsets = rng.integers(0, days * 86_400, n)

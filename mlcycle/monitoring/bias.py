@@ -1,7 +1,9 @@
 """Bias on live traffic: per segment of the sensitive attribute, the positive prediction rate and the recall,
 against the same figures on the model's test set (its baseline).
 
-A segment is judged on what it has enough of: its positive rate once it has ``min_rows`` rows, its recall
+A segment's figure counts as moved when it moved more than the tolerance *and* the move is significant (a
+two-proportion z-test at ``ALPHA``): a segment of a hundred rows moves by 0.1 by chance alone too often for
+a monitor that runs every hour. A segment is judged on what it has enough of: its positive rate once it has ``min_rows`` rows, its recall
 once it has ``min_rows`` labelled positives (recall from a handful of positives is noise), and only when the
 baseline judged it on as much. A segment the baseline never saw, or a window too small to judge, leaves
 ``detected`` None (insufficient data), never NaN. A missing attribute value is its own segment.
@@ -22,6 +24,8 @@ from mlcycle.monitoring.outcomes import Joined
 MISSING = "(missing)"
 #: As ModelTestsSettings.min_segment_rows: smaller segments are too noisy to judge.
 MIN_SEGMENT_ROWS = 30
+#: A move beyond the tolerance must also be this unlikely by chance (two-sided).
+ALPHA = 0.01
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,25 @@ def _change(value: float | None, reference: float | None, enough: bool) -> float
     return None if value is None or reference is None or not enough else float(value - reference)
 
 
+def two_proportion_p_value(p1: float, n1: int, p2: float, n2: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test (1.0 when either side has no rows)."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    if variance <= 0:
+        return 0.0 if p1 != p2 else 1.0
+    return math.erfc(abs(p1 - p2) / math.sqrt(variance) / math.sqrt(2))
+
+
+def _moved(
+    change: float | None, value: float | None, n: int, reference: float | None, n_ref: int, tolerance: float
+) -> bool | None:
+    if change is None or value is None or reference is None:
+        return None
+    return abs(change) > tolerance and two_proportion_p_value(value, n, reference, n_ref) < ALPHA
+
+
 def _compare(
     segment: str,
     stats: dict[str, Any],
@@ -154,7 +177,25 @@ def _compare(
     )
     rate_change = _change(stats["positive_rate"], known.get("positive_rate"), rate_enough)
     recall_change = _change(stats["recall"], known.get("recall"), recall_enough)
-    judged = [abs(c) > tolerance for c in (rate_change, recall_change) if c is not None]
+    moves = (
+        _moved(
+            rate_change,
+            stats["positive_rate"],
+            stats["rows"],
+            known.get("positive_rate"),
+            int(known.get("rows", 0)),
+            tolerance,
+        ),
+        _moved(
+            recall_change,
+            stats["recall"],
+            stats["labelled_positives"],
+            known.get("recall"),
+            int(known.get("labelled_positives", 0)),
+            tolerance,
+        ),
+    )
+    judged = [m for m in moves if m is not None]
     note = "" if judged else ("unseen in the baseline" if reference is None else "too few rows to judge")
     return SegmentBias(
         segment=segment,

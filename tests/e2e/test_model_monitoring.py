@@ -2,7 +2,7 @@
 (sped up: an hourly window every few seconds), reads the endpoint's capture, and judges it.
 
 Undrifted traffic with its labels raises nothing. Drifted traffic (the example generator's drift, which
-also flips the effect of support calls on churn) with its labels makes the scheduled monitors emit
+also flips the effect of tenure on churn) with its labels makes the scheduled monitors emit
 `DriftDetected` and `ModelQualityDegraded` after the debounce; each window leaves an HTML report in S3,
 which `mlcycle monitor report` fetches.
 """
