@@ -45,8 +45,13 @@ def served(settings: Settings, assembly: Path) -> Iterator[tuple[LocalPlatform, 
 def loop(served: tuple[LocalPlatform, WebhookSink]) -> tuple[ClosedLoop, Timeline, list[str]]:
     local, sink = served
     said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        print(line, flush=True)  # shown with the test's output when it fails
+
     # The settings the assembly was synthesized with: its Slack and PagerDuty channels' secrets.
-    closed = ClosedLoop(local, app_settings(), sink, said.append)
+    closed = ClosedLoop(local, app_settings(), sink, say)
     timeline = closed.run()
     return closed, timeline, said
 

@@ -124,3 +124,25 @@ def test_numeric_segments_match_across_types() -> None:
     )
     assert [s.segment for s in result.segments] == ["1"] and result.segments[0].positive_rate_change == 0.0
     assert result.detected is False  # positive rate judged; recall has no labels here
+
+
+def test_the_two_proportion_p_value_matches_scipy() -> None:
+    from scipy.stats import norm
+
+    from mlcycle.monitoring.bias import two_proportion_p_value
+
+    p1, n1, p2, n2 = 0.62, 100, 0.50, 250
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    z = (p1 - p2) / (pooled * (1 - pooled) * (1 / n1 + 1 / n2)) ** 0.5
+    assert two_proportion_p_value(p1, n1, p2, n2) == pytest.approx(2 * norm.sf(abs(z)), rel=1e-9)
+    assert two_proportion_p_value(0.5, 0, 0.5, 10) == 1.0
+
+
+def test_a_noisy_move_past_the_tolerance_in_a_small_segment_is_not_bias() -> None:
+    from mlcycle.monitoring.bias import _compare
+
+    reference = {"rows": 250, "labelled_positives": 140, "positive_rate": 0.50, "recall": 0.80}
+    noisy = {"rows": 60, "labelled_positives": 35, "positive_rate": 0.62, "recall": 0.68}
+    assert _compare("east", noisy, reference, 0.1, 30).detected is False
+    large = {"rows": 2000, "labelled_positives": 1100, "positive_rate": 0.62, "recall": 0.68}
+    assert _compare("east", large, reference, 0.1, 30).detected is True
