@@ -43,7 +43,7 @@ TIME_SCALE = 600
 #: Rows per burst of traffic: each burst fills one monitor window (above monitoring.min_rows).
 BURST_ROWS = 400
 #: The labelled batch that arrives after the drift: the new regime's history, newer than the first data.
-NEW_DATA_ROWS = 3000
+NEW_DATA_ROWS = 4000
 NEW_DATA_START = datetime(2026, 3, 1, tzinfo=UTC)
 #: The webhook sinks' paths (their URLs are the channels' secrets).
 SLACK, PAGERDUTY = "/slack", "/pagerduty"
@@ -136,7 +136,7 @@ class ClosedLoop:
         else:
             raise cycle.CycleError(f"the monitors raised no alert on drifted traffic\n{self.diagnosis()}")
         self.timeline.mark("monitors raised drift and quality findings; PagerDuty triggered")
-        self._wait(lambda: self._slack(resolved=False), 20, "Slack message")
+        self._require(lambda: self._slack(resolved=False), 20, "Slack message")
         self.timeline.mark("Slack message posted")
         for line in self.arrived():
             self.say(line)
@@ -148,7 +148,7 @@ class ClosedLoop:
         batch = churn.generate(NEW_DATA_ROWS, seed=900, drift=1.0, start=NEW_DATA_START)
         self._upload(batch)
         self.timeline.mark("new labelled batch curated")
-        arn = self._wait(lambda: self._new_execution(started_before), 60, "the controller's training run")
+        arn = self._require(lambda: self._new_execution(started_before), 60, "the controller's training run")
         self.timeline.mark("retraining controller started a training run")
         self.say(f"retraining started: {arn.rsplit(':', 1)[1]} ({self._trigger(arn)})")
         output = cycle.follow_execution(self.local.clients.sfn, arn, self.say, timeout=900)
@@ -156,7 +156,7 @@ class ClosedLoop:
         self.timeline.mark(
             f"challenger v{registration.get('version')} registered ({registration.get('approval_status')})"
         )
-        version = self._wait(lambda: self._serving_newer(champion), 300, "the challenger's promotion")
+        version = self._require(lambda: self._serving_newer(champion), 300, "the challenger's promotion")
         self.timeline.mark(f"challenger v{version} passed its canary and serves")
         self.say(f"model v{version} replaced v{champion} on {self.settings.endpoint_name}")
 
@@ -172,7 +172,7 @@ class ClosedLoop:
                 f"the alerts did not resolve after the new model served\n{self.diagnosis()}"
             )
         self.timeline.mark("monitors recovered; PagerDuty resolved")
-        self._wait(lambda: self._slack(resolved=True), 20, "Slack resolved message")
+        self._require(lambda: self._slack(resolved=True), 20, "Slack resolved message")
         self.timeline.mark("Slack resolved message posted")
 
     # -- traffic and data ---------------------------------------------------------------------------
@@ -286,8 +286,19 @@ class ClosedLoop:
         lines += [f"  {r.alert.status} {r.alert.summary} notes={r.notes}" for r in store.list_alerts()]
         lines.append("deliveries:")
         lines += [f"  {d.channel} {d.state} {d.error}" for d in store.deliveries()]
+        endpoint = self.local.clients.sagemaker.describe_endpoint(EndpointName=self.settings.endpoint_name)
+        lines.append(
+            f"endpoint: {endpoint['EndpointStatus']} config {endpoint['EndpointConfigName']} "
+            f"{endpoint.get('FailureReason', '')}"
+        )
         lines.append(f"sink: {[(r.path, r.body) for r in self.sink.requests()]}"[:2000])
         return "\n".join(lines)
+
+    def _require(self, probe: Callable[[], Any], timeout: float, what: str) -> Any:
+        found = self._wait(probe, timeout, what)
+        if not found:
+            raise cycle.CycleError(f"no {what} within {timeout:.0f}s\n{self.diagnosis()}")
+        return found
 
     def _wait(self, probe: Callable[[], Any], timeout: float, what: str) -> Any:
         """``probe``'s first truthy answer within ``timeout`` seconds, else None (the caller decides)."""

@@ -102,7 +102,7 @@ def shift_traffic(
             green.stop()
             return
         blue.green, blue.green_share = green, 0.0
-    started = time.monotonic()
+    clock = _VirtualClock(state)
     try:
         for number, share in enumerate(policy.shifts, 1):
             blue.green_share = share
@@ -113,7 +113,7 @@ def shift_traffic(
                 number,
             )
             bake = policy.termination_wait_seconds if share >= 1.0 else policy.wait_seconds
-            _bake(state, backend, policy, bake, started)
+            _bake(state, backend, policy, bake, clock)
     except RolledBack as reason:
         _roll_back(
             state,
@@ -137,18 +137,35 @@ def shift_traffic(
     blue.stop()
 
 
+class _VirtualClock:
+    """Seconds on the embedded AWS's clock since the deployment started: the wall clock sped up by
+    ``ctx.time_scale`` (which may change meanwhile), as the schedules and alarms see time. A bake of 300 s
+    with the clock sped up 600 times takes half a second, as the monitors' hourly windows take 6 s."""
+
+    def __init__(self, state: EndpointsState) -> None:
+        self._state, self._last, self.elapsed = state, time.monotonic(), 0.0
+
+    def now(self) -> float:
+        real = time.monotonic()
+        self.elapsed += (real - self._last) * self._state.ctx.time_scale
+        self._last = real
+        return self.elapsed
+
+
 def _bake(
-    state: EndpointsState, backend: Any, policy: BlueGreenPolicy, seconds: float, started: float
+    state: EndpointsState, backend: Any, policy: BlueGreenPolicy, seconds: float, clock: _VirtualClock
 ) -> None:
-    """Watch the rollback alarms for ``seconds``; raise RolledBack when one is in ALARM."""
-    deadline = time.monotonic() + seconds
+    """Watch the rollback alarms for ``seconds`` (on the embedded AWS's clock); raise RolledBack when one
+    is in ALARM."""
+    deadline = clock.now() + seconds
     while True:
         fired = _alarm_in_alarm(backend, policy.alarms)
         if fired:
             raise RolledBack(f"Rolled back: alarm {fired} went into ALARM during the deployment")
-        if time.monotonic() - started > policy.max_seconds:
+        now = clock.now()
+        if now > policy.max_seconds:
             raise RolledBack("Rolled back: the deployment ran past MaximumExecutionTimeoutInSeconds")
-        if state.stopping.is_set() or time.monotonic() >= deadline:
+        if state.stopping.is_set() or now >= deadline:
             return
         time.sleep(WATCH_SECONDS)
 
