@@ -50,10 +50,11 @@ ROUTED_EVENTS = (
 
 
 def flush_minutes(settings: Settings) -> int:
-    """How often the groups are flushed: as often as the shortest timer needs, at least every minute."""
+    """How often the groups are flushed: as often as the shortest timer needs, at most every minute.
+    Timers of 0 need no flush (the router notifies as it receives); the repeat interval always does."""
     grouping = settings.alerts.grouping
-    timers = [t for t in (grouping.group_wait_seconds, grouping.group_interval_seconds) if t > 0]
-    return max(1, min(timers, default=60) // 60)
+    timers = (grouping.group_wait_seconds, grouping.group_interval_seconds, grouping.repeat_interval_seconds)
+    return max(1, min(t for t in timers if t > 0) // 60)
 
 
 class AlertRouter(Construct):
