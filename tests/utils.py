@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 REGION = "us-east-1"
@@ -25,3 +26,20 @@ def make_bucket(s3: Any, name: str) -> str:
     s3.create_bucket(Bucket=name)
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return name
+
+
+_REQUESTS = threading.RLock()
+
+
+def atomic_requests(client: Any) -> Any:
+    """``client`` with each request run whole, as AWS runs each request: moto in-process checks a condition
+    and writes without a lock, so threads could interleave inside one request. Requests of different
+    threads still interleave freely with each other, which is what conditional writes must handle."""
+    call = client._make_api_call
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _REQUESTS:
+            return call(*args, **kwargs)
+
+    client._make_api_call = locked
+    return client

@@ -3,9 +3,9 @@ against the same figures on the model's test set (its baseline).
 
 A segment's figure counts as moved when it moved more than the tolerance *and* the move is significant (a
 two-proportion z-test at ``ALPHA``): a segment of a hundred rows moves by 0.1 by chance alone too often for
-a monitor that runs every hour. A segment is judged on what it has enough of: its positive rate once it has ``min_rows`` rows, its recall
-once it has ``min_rows`` labelled positives (recall from a handful of positives is noise), and only when the
-baseline judged it on as much. A segment the baseline never saw, or a window too small to judge, leaves
+a monitor that runs every hour. A segment is judged on what it has enough of: its positive rate once it has
+``min_rows`` rows, its recall once it has ``min_rows`` labelled positives (recall from a handful of
+positives is noise), and only when the baseline judged it on as much. A segment the baseline never saw, or a window too small to judge, leaves
 ``detected`` None (insufficient data), never NaN. A missing attribute value is its own segment.
 """
 
@@ -156,7 +156,13 @@ def two_proportion_p_value(p1: float, n1: int, p2: float, n2: int) -> float:
 
 
 def _moved(
-    change: float | None, value: float | None, n: int, reference: float | None, n_ref: int, tolerance: float
+    change: float | None,
+    value: float | None,
+    n: int,
+    reference: float | None,
+    *,
+    n_ref: int,
+    tolerance: float,
 ) -> bool | None:
     if change is None or value is None or reference is None:
         return None
@@ -183,16 +189,16 @@ def _compare(
             stats["positive_rate"],
             stats["rows"],
             known.get("positive_rate"),
-            int(known.get("rows", 0)),
-            tolerance,
+            n_ref=int(known.get("rows", 0)),
+            tolerance=tolerance,
         ),
         _moved(
             recall_change,
             stats["recall"],
             stats["labelled_positives"],
             known.get("recall"),
-            int(known.get("labelled_positives", 0)),
-            tolerance,
+            n_ref=int(known.get("labelled_positives", 0)),
+            tolerance=tolerance,
         ),
     )
     judged = [m for m in moves if m is not None]

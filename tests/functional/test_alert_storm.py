@@ -8,7 +8,6 @@ single flight hold together, with the real deliverer posting over HTTP.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -23,21 +22,7 @@ from mlcycle.alerting.state import AlertStore
 from mlcycle.config import AlertChannel, AlertChannels, AlertGrouping, RetrainingSettings, Settings
 from mlcycle.local.webhooks import WebhookSink
 from mlcycle.retraining import controller as rc
-from tests.utils import REGION, make_key_table
-
-_AWS = threading.RLock()
-
-
-def _atomic(client: Any) -> Any:
-    """Each request of ``client`` runs whole, as AWS runs it (moto in-process has no lock of its own)."""
-    call = client._make_api_call
-
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with _AWS:
-            return call(*args, **kwargs)
-
-    client._make_api_call = locked
-    return client
+from tests.utils import REGION, atomic_requests, make_key_table
 
 
 @pytest.fixture
@@ -80,7 +65,9 @@ def test_a_storm_of_drift_events_gives_one_page_and_one_training_run(
 ) -> None:
     config = _settings(settings)
     session = boto3.session.Session(region_name=REGION)
-    dynamodb, sfn, events = (_atomic(session.client(n)) for n in ("dynamodb", "stepfunctions", "events"))
+    dynamodb, sfn, events = (
+        atomic_requests(session.client(n)) for n in ("dynamodb", "stepfunctions", "events")
+    )
     make_key_table(dynamodb, "alerts")
     make_key_table(dynamodb, "retraining")
     events.create_event_bus(Name="bus")

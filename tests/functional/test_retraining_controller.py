@@ -24,27 +24,10 @@ from mlcycle.local.awslambda.invocations import LambdaContext
 from mlcycle.pipeline_runs import PipelineInput, RecentWindow
 from mlcycle.retraining import controller as rc
 from mlcycle.retraining.state import status
-from tests.utils import REGION, make_key_table
+from tests.utils import REGION, atomic_requests, make_key_table
 
 TABLE, BUS, LINEAGE = "retraining", "mlcycle-bus", "lineage"
 START = datetime(2031, 3, 4, 10, 0, tzinfo=UTC)
-#: moto in process is not thread-safe; AWS runs each request whole. Calls hold this lock, one at a time.
-_AWS = threading.RLock()
-
-
-def _serialized(client: Any) -> Any:
-    """Each API call of ``client`` runs whole, as one request does in AWS (the controller's reads and
-    conditional writes still interleave between threads: that is what the storm tests)."""
-    call = client._make_api_call
-
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with _AWS:
-            return call(*args, **kwargs)
-
-    client._make_api_call = locked
-    return client
-
-
 Fingerprint = Callable[[dict[str, Any], Settings], str | None]
 
 
@@ -127,7 +110,9 @@ def _policy() -> RetrainingSettings:
 def world(settings: Settings, moto_aws: None) -> Iterator[World]:
     """The controller's table, our bus (its events land in a queue), a Pass state machine, a lineage table."""
     session = boto3.session.Session(region_name=REGION)
-    dynamodb, sfn, events = (_serialized(session.client(n)) for n in ("dynamodb", "stepfunctions", "events"))
+    dynamodb, sfn, events = (
+        atomic_requests(session.client(n)) for n in ("dynamodb", "stepfunctions", "events")
+    )
     sqs, s3 = session.client("sqs"), session.client("s3")
     make_key_table(dynamodb, TABLE)
     make_key_table(dynamodb, LINEAGE)
