@@ -6,7 +6,8 @@ two-proportion z-test at ``ALPHA``): a segment of a hundred rows moves by 0.1 by
 a monitor that runs every hour. A segment is judged on what it has enough of: its positive rate once it has
 ``min_rows`` rows, its recall once it has ``min_rows`` labelled positives (recall from a handful of
 positives is noise), and only when the baseline judged it on as much. A segment the baseline never saw,
-or a window too small to judge, leaves ``detected`` None (insufficient data), never NaN. A missing attribute value is its own segment.
+or a window too small to judge, leaves ``detected`` None (insufficient data), never NaN. A missing
+attribute value is its own segment.
 """
 
 from __future__ import annotations
