@@ -1,4 +1,6 @@
-"""EventBridge (DatasetValidated on our bus) -> that upload's curated rows into the feature store."""
+"""EventBridge (DatasetValidated on our bus) -> that upload's curated rows into the feature store, then
+``FeaturesIngested`` on the bus (the retraining controller counts new rows on it: a training set built
+before the features are in would find none for those rows)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlcycle import aws, runtime
+from mlcycle import aws, events, runtime
 from mlcycle.features import FeatureStore, ingest_curated
+from mlcycle.names import EventType
 
 logger = Logger()
 tracer = Tracer()
@@ -20,6 +23,7 @@ class Environment(runtime.FunctionEnvironment):
     features_bucket: str
     online_table: str | None = None
     glue_database: str | None = None
+    event_bus: str | None = None
 
 
 @logger.inject_lambda_context
@@ -36,4 +40,8 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail
     result = ingest_curated(store, detail["dataset"], detail["curated_uri"], s3=aws.client("s3")).as_dict()
     logger.info("ingested features", extra=result)
+    if env.event_bus:
+        # What the upload said (its rows and id), now with its features in the store.
+        announced = {k: detail.get(k) for k in ("dataset", "upload_id", "curated_rows", "curated_uri")}
+        events.publish(aws.client("events"), env.event_bus, EventType.FEATURES_INGESTED, announced)
     return result

@@ -59,6 +59,7 @@ class FeatureStore(Construct):
                 features=data_lake.features,
                 online_table=self.online_table,
                 glue_database=data_lake.glue_database_name,
+                bus=bus,
             ),
             on_failure=destinations.SqsDestination(self.dead_letters),
             retry_attempts=RETRY_ATTEMPTS,
@@ -68,6 +69,7 @@ class FeatureStore(Construct):
         assert isinstance(ingest_cfn, lambda_.CfnFunction)
         ingest_cfn.reserved_concurrent_executions = 1
         self._grant(self.ingest)
+        bus.grant_put_events_to(self.ingest)
         self.validated = self._rule()
 
     def _glue_table(self, view_name: str) -> glue.CfnTable:

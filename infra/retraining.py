@@ -40,9 +40,11 @@ class EventBus(Construct):
 
 
 #: What the controller hears on our bus: findings that may ask for a run, their recoveries (which withdraw
-#: the request), and validated uploads (new labelled rows; a trigger of their own with on_new_data).
+#: the request), and new labelled rows (validated uploads, or, when feature views feed the training sets,
+#: uploads whose features are in; a trigger of their own with on_new_data).
 CONTROLLER_EVENTS = (
     EventType.DATASET_VALIDATED,
+    EventType.FEATURES_INGESTED,
     EventType.DRIFT_DETECTED,
     EventType.DRIFT_RECOVERED,
     EventType.MODEL_QUALITY_DEGRADED,

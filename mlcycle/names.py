@@ -94,6 +94,8 @@ class EventType(StrEnum):
 
     DATASET_VALIDATED = "DatasetValidated"
     DATASET_QUARANTINED = "DatasetQuarantined"
+    #: An upload's curated rows are in the feature store: training sets built now see their features.
+    FEATURES_INGESTED = "FeaturesIngested"
     MODEL_REGISTERED = "ModelRegistered"
     MODEL_DEPLOYED = "ModelDeployed"
     #: A registered version waits for a human: it did not beat the champion by the approval margin.

@@ -1,8 +1,9 @@
 """The retraining controller: the one way a trigger starts the training pipeline.
 
 Triggers are monitor findings named in ``settings.retraining.on_findings`` (their ``...Recovered``
-withdraw them), ``DatasetValidated`` uploads (new labelled rows; a trigger of their own with
-``on_new_data``) and the schedule. Each goes through the guards, in this order, and the first that
+withdraw them), uploads of new labelled rows (``FeaturesIngested`` when feature views provide the
+problem's features, else ``DatasetValidated``; a trigger of their own with ``on_new_data``) and the
+schedule. Each goes through the guards, in this order, and the first that
 refuses names the reason:
 
 1. single flight: the lock's execution still runs, or any execution of the state machine runs;
@@ -48,6 +49,7 @@ from mlcycle.retraining.state import (
     iso,
     new_rows,
 )
+from mlcycle.training_sets import covering_views
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -137,6 +139,15 @@ class Incoming:
     raw: dict[str, Any]
 
     @property
+    def time(self) -> datetime | None:
+        """When the event was put on the bus (EventBridge's ``time``), if it says."""
+        text = self.raw.get("time")
+        try:
+            return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC) if text else None
+        except ValueError:
+            return None
+
+    @property
     def endpoint(self) -> str:
         return str(self.detail.get("endpoint") or "-")
 
@@ -215,6 +226,14 @@ class Controller:
             else None
         )
 
+    @property
+    def _new_rows_event(self) -> str:
+        """The event that says labelled rows can be trained on: ``FeaturesIngested`` when feature views
+        provide the problem's features (a training set built before they are in finds no features for
+        those rows), else ``DatasetValidated``."""
+        covered = covering_views(self.settings.feature_views, self.settings.problem)
+        return EventType.FEATURES_INGESTED if covered else EventType.DATASET_VALIDATED
+
     def handle(self, event: dict[str, Any], fallback_id: str = "") -> Decision:
         """Decide on one event and keep the decision."""
         incoming = parse(event, fallback_id)
@@ -223,7 +242,7 @@ class Controller:
         return decision
 
     def _decide(self, incoming: Incoming) -> Decision:
-        if incoming.type == EventType.DATASET_VALIDATED:
+        if incoming.type == self._new_rows_event:
             return self._on_data(incoming)
         if incoming.type in self.policy.on_findings:
             return self._on_finding(incoming)
@@ -263,7 +282,9 @@ class Controller:
         if detail.get("dataset") != dataset:
             return self._decision("ignored", incoming, f"not the problem's dataset {dataset!r}")
         rows = int(detail.get("curated_rows") or 0)
-        counted = self.state.count_rows(incoming.id, rows, self.clock())
+        # Counted as of the event's time, not this invocation's: an upload the newest training run started
+        # after is not new to it, however late its event is handled.
+        counted = self.state.count_rows(incoming.id, rows, incoming.time or self.clock())
         snapshot = self._read()
         upload = f"upload {detail.get('upload_id', incoming.id)}"
         enough = snapshot.new_rows >= self.policy.min_new_labelled_rows

@@ -97,7 +97,7 @@ def test_a_storm_of_drift_events_gives_one_page_and_one_training_run(
             "id": "upload-1",
             "time": datetime.now(UTC).isoformat(),
             "source": "mlcycle",
-            "detail-type": "DatasetValidated",
+            "detail-type": "FeaturesIngested",
             "detail": {"dataset": config.problem.dataset.name, "upload_id": "u1", "curated_rows": 800},
         }
     )

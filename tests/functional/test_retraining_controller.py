@@ -164,7 +164,8 @@ def upload(settings: Settings, rows: int, id: str = "") -> dict[str, Any]:
         "curated_rows": rows,
         "quarantined_rows": 0,
     }
-    return _event("DatasetValidated", detail, id)
+    # The example's feature views provide the problem's features: rows count once their features are in.
+    return _event("FeaturesIngested", detail, id)
 
 
 def scheduled(id: str = "") -> dict[str, Any]:
@@ -476,7 +477,7 @@ def _context() -> LambdaContext:
 def test_rows_counted_before_a_run_started_by_hand_are_not_new(world: World) -> None:
     # GIVEN 800 labelled rows counted, then a training run started by hand (the first training)
     world.clock.now = datetime.now(UTC) - timedelta(minutes=5)
-    world.handle(upload(world.settings, 800))
+    world.handle(upload(world.settings, 800) | {"time": world.clock.now.isoformat()})
     sfn = world.platform.stepfunctions
     sfn.start_execution(stateMachineArn=world.platform.state_machine, name="by-hand", input="{}")
     world.stop_all()
@@ -487,4 +488,15 @@ def test_rows_counted_before_a_run_started_by_hand_are_not_new(world: World) -> 
     assert (decision.action, decision.guard, decision.pending) == ("deferred", "new_rows", True)
     assert "0 since the last run started" in decision.reason
     # AND an upload after the run counts
-    assert world.handle(upload(world.settings, 600, id="after")).action == "started"
+    later = upload(world.settings, 600, id="after") | {"time": world.clock.now.isoformat()}
+    assert world.handle(later).action == "started"
+
+
+def test_without_feature_views_validated_uploads_count(world: World) -> None:
+    # GIVEN a problem whose training sets read the curated data alone
+    world.settings = world.settings.model_copy(update={"feature_views": ()})
+    validated = upload(world.settings, 800) | {"detail-type": "DatasetValidated"}
+    # THEN a validated upload counts its rows, and a FeaturesIngested one is not what it waits for
+    assert world.handle(validated).action == "counted"
+    assert world.handle(upload(world.settings, 100, id="f")).action == "ignored"
+    assert world.status()["new_rows"] == 800
