@@ -43,5 +43,6 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     if env.event_bus:
         # What the upload said (its rows and id), now with its features in the store.
         announced = {k: detail.get(k) for k in ("dataset", "upload_id", "curated_rows", "curated_uri")}
+        announced["validated_at"] = event.time  # when the rows were curated: runs from then on read them
         events.publish(aws.client("events"), env.event_bus, EventType.FEATURES_INGESTED, announced)
     return result

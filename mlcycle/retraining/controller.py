@@ -139,17 +139,22 @@ class Incoming:
     raw: dict[str, Any]
 
     @property
-    def time(self) -> datetime | None:
-        """When the event was put on the bus (EventBridge's ``time``), if it says."""
-        text = self.raw.get("time")
-        try:
-            return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC) if text else None
-        except ValueError:
-            return None
+    def rows_since(self) -> datetime | None:
+        """When an upload's rows were curated: ``validated_at`` (FeaturesIngested carries the time of the
+        DatasetValidated it follows), else the event's own time, if it says."""
+        return _time(self.detail.get("validated_at")) or _time(self.raw.get("time"))
+
 
     @property
     def endpoint(self) -> str:
         return str(self.detail.get("endpoint") or "-")
+
+
+def _time(text: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC) if text else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -282,9 +287,9 @@ class Controller:
         if detail.get("dataset") != dataset:
             return self._decision("ignored", incoming, f"not the problem's dataset {dataset!r}")
         rows = int(detail.get("curated_rows") or 0)
-        # Counted as of the event's time, not this invocation's: an upload the newest training run started
-        # after is not new to it, however late its event is handled.
-        counted = self.state.count_rows(incoming.id, rows, incoming.time or self.clock())
+        # Counted as of when the rows were curated, not this invocation's time: an upload the newest
+        # training run started after is not new to it, however late its events are handled.
+        counted = self.state.count_rows(incoming.id, rows, incoming.rows_since or self.clock())
         snapshot = self._read()
         upload = f"upload {detail.get('upload_id', incoming.id)}"
         enough = snapshot.new_rows >= self.policy.min_new_labelled_rows
