@@ -139,7 +139,7 @@ class ClosedLoop:
                 break
         else:
             raise cycle.CycleError(f"the monitors raised no alert on drifted traffic\n{self.diagnosis()}")
-        self.timeline.mark("monitors raised drift and quality findings; PagerDuty triggered")
+        self.timeline.mark("monitors found the drift; PagerDuty triggered")
         self._require(lambda: self._slack(resolved=False), 20, "Slack message")
         self.timeline.mark("Slack message posted")
         for line in self.arrived():
