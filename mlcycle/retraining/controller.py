@@ -144,7 +144,6 @@ class Incoming:
         DatasetValidated it follows), else the event's own time, if it says."""
         return _time(self.detail.get("validated_at")) or _time(self.raw.get("time"))
 
-
     @property
     def endpoint(self) -> str:
         return str(self.detail.get("endpoint") or "-")
