@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import time
 from collections.abc import Callable
@@ -49,6 +50,9 @@ from tests.e2e.helpers import (
 )
 
 pytestmark = pytest.mark.e2e
+
+#: How follow_execution reports a state: "  12.3s  TrainModel" (once, when first entered).
+STATE_LINE = re.compile(r"^\s+[\d.]+s\s+(\S+)$")
 
 
 def test_upload_to_point_in_time_training_frame(
@@ -166,7 +170,7 @@ def test_passing_model_is_registered_and_auto_approved_through_a_throttle(
     run, output = cycle_run.run, cycle_run.output
     # THEN every state ran, as reported while it ran, and the Retry absorbed the throttle
     assert {"BuildTrainingSet", "TrainModel", "DescribeTrainingJob", "RegisterModel"} <= {
-        line.split()[-1] for line in cycle_run.log if line.startswith("  state")
+        found.group(1) for line in cycle_run.log if (found := STATE_LINE.match(line))
     }
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     retried = [e for e in run.history if e["type"] == "TaskFailed"]
