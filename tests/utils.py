@@ -43,3 +43,23 @@ def atomic_requests(client: Any) -> Any:
 
     client._make_api_call = locked
     return client
+
+
+def serve_package(sagemaker: Any, endpoint: str, package: str, container: dict[str, Any]) -> None:
+    """``endpoint`` serving model package ``package`` (tagged on its model, as mlcycle.deployment does)."""
+    from mlcycle import deployment
+
+    sagemaker.create_model(
+        ModelName="m1",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+        PrimaryContainer=container,
+        Tags=[{"Key": deployment.PACKAGE_TAG, "Value": package}],
+    )
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": "m1",
+        "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": 1,
+    }
+    sagemaker.create_endpoint_config(EndpointConfigName="c1", ProductionVariants=[variant])
+    sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName="c1")

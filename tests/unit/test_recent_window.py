@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import deployment
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.monitoring import labels, monitor, recent
-from tests.utils import REGION, make_bucket, make_key_table
+from tests.utils import REGION, make_bucket, make_key_table, serve_package
 
 BUCKET, TABLE, BUS, ARTIFACTS = "monitor-data", "monitor-state", "mlcycle-bus", "artifacts"
 
@@ -77,20 +76,7 @@ def _serving_model(s3: Any, sagemaker: Any, settings: Settings) -> None:
         ModelApprovalStatus="Approved",
         CustomerMetadataProperties={"metric:roc_auc": "0.85"},
     )["ModelPackageArn"]
-    sagemaker.create_model(
-        ModelName="m1",
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
-        PrimaryContainer=container,
-        Tags=[{"Key": deployment.PACKAGE_TAG, "Value": package}],
-    )
-    variant = {
-        "VariantName": "AllTraffic",
-        "ModelName": "m1",
-        "InstanceType": "ml.m5.large",
-        "InitialInstanceCount": 1,
-    }
-    sagemaker.create_endpoint_config(EndpointConfigName="c1", ProductionVariants=[variant])
-    sagemaker.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName="c1")
+    serve_package(sagemaker, settings.endpoint_name, package, container)
 
 
 def _capture(world: World, rows: pd.DataFrame, name: str) -> None:
