@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 REGION = "us-east-1"
@@ -63,3 +65,33 @@ def serve_package(sagemaker: Any, endpoint: str, package: str, container: dict[s
     }
     sagemaker.create_endpoint_config(EndpointConfigName="c1", ProductionVariants=[variant])
     sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName="c1")
+
+
+def capture_record(
+    body: str, answer: str, status: int = 200, inference_id: str | None = None, event_id: str = "e"
+) -> str:
+    """One SageMaker data-capture JSONL record of a CSV request and its JSON answer (a status other than
+    200 as ``invocationStatus``, mlcycle's extension)."""
+    metadata: dict[str, Any] = {
+        "eventId": event_id,
+        "inferenceTime": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
+    }
+    if inference_id:
+        metadata["inferenceId"] = inference_id
+    if status != 200:
+        metadata["invocationStatus"] = status
+    data = {
+        "endpointInput": {
+            "observedContentType": "text/csv",
+            "mode": "INPUT",
+            "data": body,
+            "encoding": "CSV",
+        },
+        "endpointOutput": {
+            "observedContentType": "application/json",
+            "mode": "OUTPUT",
+            "data": answer,
+            "encoding": "JSON",
+        },
+    }
+    return json.dumps({"captureData": data, "eventMetadata": metadata, "eventVersion": "0"})

@@ -18,7 +18,7 @@ import pytest
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.monitoring import monitor
-from tests.utils import REGION, make_bucket, make_key_table, serve_package
+from tests.utils import REGION, capture_record, make_bucket, make_key_table, serve_package
 
 BUCKET, TABLE, BUS = "monitor-data", "monitor-state", "mlcycle-bus"
 
@@ -89,33 +89,10 @@ def _capture(world: World, rows: pd.DataFrame, name: str, *, per_request: int = 
         answer = {"predictions": _predict(part).tolist(), "probabilities": [[0.4, 0.6]] * len(part)}
         inference_id = str(part["customer_id"].iloc[0]) if per_request == 1 else None
         body = part[features].to_csv(header=False, index=False)
-        lines.append(_record(body, json.dumps(answer), 200, inference_id))
-    lines += [_record("1,2,3", '{"message": "boom"}', 500) for _ in range(failed)]
+        lines.append(capture_record(body, json.dumps(answer), 200, inference_id))
+    lines += [capture_record("1,2,3", '{"message": "boom"}', 500) for _ in range(failed)]
     key = f"capture/{world.settings.endpoint_name}/AllTraffic/{datetime.now(UTC):%Y/%m/%d/%H}/{name}.jsonl"
     world.platform.s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
-
-
-def _record(body: str, answer: str, status: int, inference_id: str | None = None) -> str:
-    metadata: dict[str, Any] = {"eventId": "e", "inferenceTime": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"}
-    if inference_id:
-        metadata["inferenceId"] = inference_id
-    if status != 200:
-        metadata["invocationStatus"] = status
-    data = {
-        "endpointInput": {
-            "observedContentType": "text/csv",
-            "mode": "INPUT",
-            "data": body,
-            "encoding": "CSV",
-        },
-        "endpointOutput": {
-            "observedContentType": "application/json",
-            "mode": "OUTPUT",
-            "data": answer,
-            "encoding": "JSON",
-        },
-    }
-    return json.dumps({"captureData": data, "eventMetadata": metadata, "eventVersion": "0"})
 
 
 def _events(world: World) -> list[tuple[str, dict[str, Any]]]:

@@ -18,7 +18,7 @@ import pytest
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.monitoring import labels, monitor, recent
-from tests.utils import REGION, make_bucket, make_key_table, serve_package
+from tests.utils import REGION, capture_record, make_bucket, make_key_table, serve_package
 
 BUCKET, TABLE, BUS, ARTIFACTS = "monitor-data", "monitor-state", "mlcycle-bus", "artifacts"
 
@@ -88,26 +88,8 @@ def _capture(world: World, rows: pd.DataFrame, name: str) -> None:
         p = float(probability[i])
         answer = {"predictions": [int(p >= 0.5)], "probabilities": [[round(1 - p, 4), p]]}
         body = rows.iloc[[i]][features].to_csv(header=False, index=False)
-        metadata = {
-            "eventId": f"e{i}",
-            "inferenceId": str(rows["customer_id"].iloc[i]),
-            "inferenceTime": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
-        }
-        data = {
-            "endpointInput": {
-                "observedContentType": "text/csv",
-                "mode": "INPUT",
-                "data": body,
-                "encoding": "CSV",
-            },
-            "endpointOutput": {
-                "observedContentType": "application/json",
-                "mode": "OUTPUT",
-                "data": json.dumps(answer),
-                "encoding": "JSON",
-            },
-        }
-        lines.append(json.dumps({"captureData": data, "eventMetadata": metadata, "eventVersion": "0"}))
+        customer = str(rows["customer_id"].iloc[i])
+        lines.append(capture_record(body, json.dumps(answer), inference_id=customer, event_id=f"e{i}"))
     key = f"capture/{world.settings.endpoint_name}/AllTraffic/{datetime.now(UTC):%Y/%m/%d/%H}/{name}.jsonl"
     world.platform.s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
 
