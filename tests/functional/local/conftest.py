@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -63,11 +65,27 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+_HANDLERS_FILE = Path(__file__).with_name("handlers") / "basic.py"
+#: Where the test handlers record what they receive (they run in child processes): one file per function.
+RECORD_DIR = Path(tempfile.mkdtemp(prefix="mlcycle-lambda-records-"))
+
+
 def _zip() -> bytes:
+    """The functions' code: the test handlers at their dotted path, as a bundle holds its modules."""
     buffer = io.BytesIO()
+    package = HANDLERS.rsplit(".", 1)[0].replace(".", "/")
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("placeholder.txt", "handlers are imported from the test process")
+        parts = package.split("/")
+        for depth in range(1, len(parts) + 1):
+            archive.writestr("/".join(parts[:depth]) + "/__init__.py", "")
+        archive.writestr(f"{package}/basic.py", _HANDLERS_FILE.read_text())
     return buffer.getvalue()
+
+
+def received(function_arn: str) -> list[Any]:
+    """What the ``record`` handlers of a function wrote, in order."""
+    path = RECORD_DIR / f"{function_arn.rsplit(':', 1)[-1]}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.fixture(scope="package")
@@ -82,7 +100,7 @@ def make_function(aws_client: Callable[[str], Any], lambda_role: str) -> Callabl
             Role=lambda_role,
             Handler=handler if "." in handler else f"{HANDLERS}.{handler}",
             Code={"ZipFile": code},
-            Environment={"Variables": env or {}},
+            Environment={"Variables": {"RECORD_DIR": str(RECORD_DIR), **(env or {})}},
             Timeout=30,
             MemorySize=256,
         )

@@ -10,10 +10,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
-import pytest
-
 from mlcycle.local.awslambda import invocations
-from tests.functional.local.handlers.basic import RECEIVED
+from tests.functional.local.conftest import received
 
 Client = Callable[[str], Any]
 
@@ -33,7 +31,7 @@ def _invoke(aws_client: Client, arn: str, payload: Any) -> tuple[dict[str, Any],
 
 def _received(function_arn: str, count: int = 1) -> Callable[[], list[Any] | None]:
     def probe() -> list[Any] | None:
-        events = RECEIVED.get(_name(function_arn), [])
+        events = received(function_arn)
         return list(events) if len(events) >= count else None
 
     return probe
@@ -103,7 +101,7 @@ def test_async_invoke_runs_in_the_background(aws_client: Client, make_function: 
     response = aws_client("lambda").invoke(FunctionName=arn, InvocationType="Event", Payload=b'{"n": 1}')
     assert response["StatusCode"] == 202
     assert invocations.wait_for_async(timeout=10)
-    assert RECEIVED[_name(arn)] == [{"n": 1}]
+    assert received(arn) == [{"n": 1}]
 
 
 def test_async_failure_goes_to_the_on_failure_destination(
@@ -290,17 +288,12 @@ def test_sqs_event_source_mapping_invokes_the_function(
     assert event["Records"][0]["eventSourceARN"] == queue_arn
 
 
-def test_nested_synchronous_invoke_fails_instead_of_hanging(
-    aws_client: Client, make_function: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a handler that synchronously invokes another function (it holds the lock the callee needs)
-    monkeypatch.setattr(invocations, "SYNC_WAIT_SECONDS", 0.5)
+def test_nested_synchronous_invoke_completes(aws_client: Client, make_function: Any) -> None:
+    # GIVEN a handler that synchronously invokes another function (each runs in its own environment)
     callee, caller = make_function("echo"), make_function("invoke_other")
     # WHEN it runs
     response, payload = _invoke(aws_client, caller, {"target": callee})
-    # THEN the inner call fails with a clear error once the wait is over, and the outer one completes
+    # THEN the inner call returns the callee's answer and the outer one completes
     assert "FunctionError" not in response
-    assert payload["function_error"] == "Unhandled"
-    error = json.loads(payload["payload"])
-    assert error["errorType"] == "Lambda.TooManyRequestsException"
-    assert "synchronously" in error["errorMessage"]
+    assert payload["function_error"] is None
+    assert json.loads(payload["payload"])["context"]["function_name"] == _name(callee)

@@ -104,7 +104,7 @@ def test_records_that_can_never_be_written_are_kept_on_disk(
 ) -> None:
     name, bucket = unwritable
     s3 = aws_client("s3")
-    # The tests of this module are separate xdist units: the bucket exists only if the one above ran here first
+    # The tests of this module are separate xdist units: the bucket exists only if the one above ran first
     if bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
         for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
             s3.delete_object(Bucket=bucket, Key=obj["Key"])

@@ -13,7 +13,7 @@ import pytest
 
 from mlcycle.local.events import next_fire, put_platform_event
 from mlcycle.local.server import EmbeddedAws
-from tests.functional.local.handlers.basic import RECEIVED
+from tests.functional.local.conftest import received
 
 Client = Callable[[str], Any]
 
@@ -24,7 +24,7 @@ def unique(prefix: str) -> str:
 
 def _received(function_arn: str, count: int = 1) -> Callable[[], list[Any] | None]:
     def probe() -> list[Any] | None:
-        events = RECEIVED.get(function_arn.rsplit(":", 1)[-1], [])
+        events = received(function_arn)
         return list(events) if len(events) >= count else None
 
     return probe

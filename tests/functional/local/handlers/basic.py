@@ -1,18 +1,28 @@
-"""Handlers for the embedded AWS tests: they run in the test process, so they record into module state."""
+"""Handlers for the embedded AWS tests. They run in the functions' execution environments (child processes,
+from the zip the tests create), so what they record goes to files under ``RECORD_DIR``, one JSON line each."""
 
 from __future__ import annotations
 
+import json
 import os
-import threading
-from collections import defaultdict
+import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 
-#: Events received, by function name (function names are unique per test).
-RECEIVED: dict[str, list[Any]] = defaultdict(list)
-_ATTEMPTS: dict[str, int] = defaultdict(int)
-_LOCK = threading.Lock()
+
+def _append(name: str, value: Any) -> int:
+    """Append one JSON line to ``RECORD_DIR/name.jsonl`` (one write: safe across processes); returns the
+    number of lines now in the file."""
+    path = Path(os.environ["RECORD_DIR"]) / f"{name}.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        os.write(fd, (json.dumps(value) + "\n").encode())
+    finally:
+        os.close(fd)
+    return len(path.read_text().splitlines())
+
 
 _ENV_NAMES = (
     "GREETING",
@@ -56,17 +66,34 @@ def fail(event: Any, context: Any) -> None:
 
 def flaky(event: Any, context: Any) -> dict[str, Any]:
     """Raises RetryableError on the first call for a key, succeeds on the next."""
-    with _LOCK:
-        _ATTEMPTS[event["key"]] += 1
-        attempt = _ATTEMPTS[event["key"]]
+    attempt = _append(f"attempts-{event['key']}", time.time())
     if attempt == 1:
         raise RetryableError(f"attempt {attempt} for {event['key']}")
     return {"key": event["key"], "attempt": attempt}
 
 
 def record(event: Any, context: Any) -> None:
-    with _LOCK:
-        RECEIVED[context.function_name].append(event)
+    _append(context.function_name, event)
+
+
+def slow_record(event: Any, context: Any) -> dict[str, Any]:
+    """Records when it started and ended, sleeping ``event["seconds"]`` in between, and its process id."""
+    started = time.time()
+    time.sleep(float(event.get("seconds", 1)))
+    entry = {"started": started, "ended": time.time(), "pid": os.getpid(), "event": event}
+    _append(context.function_name, entry)
+    return entry
+
+
+def fail_and_record(event: Any, context: Any) -> None:
+    """Records the attempt's time, then fails (asynchronous retries)."""
+    _append(context.function_name, {"at": time.time(), "event": event})
+    raise RuntimeError(f"failing as asked: {event}")
+
+
+def die(event: Any, context: Any) -> None:
+    """The runtime process ends in the middle of the invocation."""
+    os._exit(3)
 
 
 def copy_to_bucket(event: Any, context: Any) -> dict[str, str]:
@@ -92,6 +119,6 @@ def put_event(event: Any, context: Any) -> None:
 
 
 def invoke_other(event: Any, context: Any) -> dict[str, Any]:
-    """Invokes event["target"] synchronously from inside a handler (the one pattern that must wait)."""
+    """Invokes event["target"] synchronously from inside a handler."""
     response = boto3.client("lambda").invoke(FunctionName=event["target"], Payload=b"{}")
     return {"function_error": response.get("FunctionError"), "payload": response["Payload"].read().decode()}
