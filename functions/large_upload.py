@@ -36,7 +36,10 @@ ENVIRONMENTS = {"plan": ChunkEnvironment, "chunk": ChunkEnvironment, "finish": F
 @tracer.capture_lambda_handler
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     env = runtime.environment(ChunkEnvironment)
-    planned = large_uploads.plan(event, s3=aws.client("s3"), curated_bucket=env.curated_bucket)
+    chunk_rows = runtime.settings().functions.large_upload_chunk_rows
+    planned = large_uploads.plan(
+        event, s3=aws.client("s3"), curated_bucket=env.curated_bucket, chunk_rows=chunk_rows
+    )
     logger.info("large upload planned", extra={k: v for k, v in planned.items() if k != "header"})
     return planned
 

@@ -311,6 +311,8 @@ class LambdaSettings(_Model):
     pandas_layer_version: int = 11
     #: Uploads larger than this go to the large-upload state machine (Distributed Map over chunks).
     large_upload_bytes: Annotated[int, Field(gt=0)] = 512 * 1024 * 1024
+    #: Rows per chunk of a large upload (one Distributed Map item each).
+    large_upload_chunk_rows: Annotated[int, Field(gt=0)] = 1_000_000
 
 
 RetrainingTrigger = Literal[

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+
+from mlcycle.config import BUNDLED_CONFIG_FILE, Settings
+from mlcycle.local.context import ACCOUNT_ID
 
 REGION = "us-east-1"
 
@@ -95,3 +102,37 @@ def capture_record(
         },
     }
     return json.dumps({"captureData": data, "eventMetadata": metadata, "eventVersion": "0"})
+
+
+@contextmanager
+def functions_deployed_with(lambda_client: Any, settings: Settings, *modules: str) -> Iterator[None]:
+    """The functions whose handlers live in ``modules`` redeployed with ``settings`` bundled in their code
+    (what ``cdk deploy`` does after a settings change: each runs its own bundle), then their code restored."""
+    from moto.awslambda.utils import get_backend
+
+    region = lambda_client.meta.region_name
+    functions = lambda_client.list_functions()["Functions"]
+    names = [f["FunctionName"] for f in functions if f["Handler"].rsplit(".", 1)[0] in modules]
+    assert names, f"no function runs a handler of {modules}"
+    backend = get_backend(ACCOUNT_ID, region)
+    originals = {name: bytes(backend.get_function(name).code_bytes) for name in names}
+    try:
+        for name, code in originals.items():
+            lambda_client.update_function_code(FunctionName=name, ZipFile=_with_settings(code, settings))
+        yield
+    finally:
+        for name, code in originals.items():
+            lambda_client.update_function_code(FunctionName=name, ZipFile=code)
+
+
+def _with_settings(code: bytes, settings: Settings) -> bytes:
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(code)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            if item.filename != BUNDLED_CONFIG_FILE:
+                target.writestr(item, source.read(item))
+        target.writestr(BUNDLED_CONFIG_FILE, settings.to_json())
+    return out.getvalue()

@@ -85,7 +85,7 @@ def wait_for_curated(
 
 
 def wait_for_features(
-    clients: Clients,
+    s3: Any,
     platform: Platform,
     settings: Settings,
     keys: list[str],
@@ -101,14 +101,14 @@ def wait_for_features(
         return
     wanted: set[str] = set()
     for key in keys:
-        rows = pd.read_parquet(io.BytesIO(_get(clients.s3, platform.curated_bucket, key)))
+        rows = pd.read_parquet(io.BytesIO(_get(s3, platform.curated_bucket, key)))
         batch = Path(key).stem
         for view in views:
             days = pd.to_datetime(rows[view.event_timestamp], utc=True).dropna().dt.strftime("%Y-%m-%d")
             wanted |= {f"{view.name}/event_date={day}/{batch}.parquet" for day in set(days)}
 
     def written() -> bool:
-        paginator = clients.s3.get_paginator("list_objects_v2")
+        paginator = s3.get_paginator("list_objects_v2")
         found = {
             o["Key"]
             for page in paginator.paginate(Bucket=platform.features_bucket)

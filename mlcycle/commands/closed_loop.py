@@ -223,7 +223,7 @@ class ClosedLoop:
         keys = cycle.wait_for(
             "the new batch's curated Parquet", lambda: sorted(set(self._curated()) - before), 120
         )
-        cycle.wait_for_features(clients, platform, self.settings, keys, self.say)
+        cycle.wait_for_features(clients.s3, platform, self.settings, keys, self.say)
 
     def _curated(self) -> list[str]:
         dataset = self.settings.problem.dataset.name

@@ -34,6 +34,17 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no result within {args.timeout:.0f}s; later: mlcycle data show {upload.upload_id}")
         return 1
     _print_result(manifest)
+    if manifest.reason is None and manifest.curated_rows and dataset == settings.problem.dataset.name:
+        # Features are ingested asynchronously after the check: a training started before they are in
+        # would find no feature values for these rows.
+        from mlcycle.application.cycle import CycleError, wait_for_features
+
+        try:
+            keys = [obj.key for obj in manifest.objects]
+            wait_for_features(s3, platform, settings, keys, print, timeout=args.timeout)
+        except CycleError as exc:
+            print(f"{exc}; ingestion may still be running (re-run it with: mlcycle features ingest)")
+            return 1
     return 0 if manifest.reason is None else 2
 
 
@@ -113,7 +124,11 @@ def add_parser(subparsers: Any) -> None:
     upload = actions.add_parser("upload", help="upload a file (CSV, JSON lines, Parquet; gzip too)")
     upload.add_argument("file")
     upload.add_argument("--dataset", help="dataset name (default: the configured problem's)")
-    upload.add_argument("--wait", action="store_true", help="wait for the contract check and report it")
+    upload.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the contract check and the feature ingestion, and report them",
+    )
     upload.add_argument("--timeout", type=float, default=300, help="seconds --wait waits (default 300)")
     upload.set_defaults(func=cmd_upload)
 

@@ -62,7 +62,7 @@ def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: 
         steps("waiting for the prepare-data function to write curated Parquet")
         keys = cycle.wait_for_curated(c, p, settings.problem.dataset.name, say)
         steps("waiting for the ingest-features function to fill the feature views (offline store)")
-        cycle.wait_for_features(c, p, settings, keys, say)
+        cycle.wait_for_features(c.s3, p, settings, keys, say)
         steps("running the training pipeline (state machine -> local SageMaker training job -> registry)")
         output = cycle.run_training(c, p, say)
         registration = output.get("registration", output)

@@ -137,7 +137,7 @@ def cycle_run(
     cycle.upload(c, p, cycle.bundled_dataset(), "churn", log.append)
     keys = cycle.wait_for_curated(c, p, "churn", log.append)
     # AND the ingest function fills the feature views the training set is joined from
-    cycle.wait_for_features(c, p, settings, keys, log.append)
+    cycle.wait_for_features(c.s3, p, settings, keys, log.append)
     original, throttled = SageMakerModelBackend.describe_processing_job, list[bool]()
 
     def describe_once_throttled(self: Any, *args: Any, **kwargs: Any) -> Any:

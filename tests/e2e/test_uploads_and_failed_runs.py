@@ -25,15 +25,14 @@ from typing import Any
 import boto3
 import pytest
 
-from mlcycle import runtime
 from mlcycle.application import cycle
 from mlcycle.config import LambdaSettings, Settings
-from mlcycle.data import large_uploads
 from mlcycle.data.manifests import manifest_key, read_manifest
 from mlcycle.example import churn
 from mlcycle.lineage import LineageStore
 from mlcycle.local.session import LocalPlatform
 from mlcycle.training_sets import InsufficientDataError
+from tests.assembly import app_settings
 from tests.e2e.helpers import (
     clear_curated,
     curate,
@@ -45,6 +44,7 @@ from tests.e2e.helpers import (
     put_upload,
     run_training,
 )
+from tests.utils import functions_deployed_with
 
 pytestmark = pytest.mark.e2e
 
@@ -67,19 +67,21 @@ def _finished(sfn: Any, arn: str, timeout: float = 30) -> str:
     return status
 
 
-def test_large_upload_runs_the_distributed_map(
-    local: LocalPlatform, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a threshold of 1 KB and chunks of 40 rows (the handlers run in this process)
-    small = settings.model_copy(update={"functions": LambdaSettings(large_upload_bytes=1024)})
-    monkeypatch.setattr(runtime, "settings", lambda: small)
-    monkeypatch.setattr(large_uploads, "CHUNK_ROWS", 40)
+def test_large_upload_runs_the_distributed_map(local: LocalPlatform, settings: Settings) -> None:
+    # GIVEN the data functions deployed with a threshold of 1 KB and chunks of 40 rows
+    deployed = app_settings()
+    small = deployed.model_copy(
+        update={"functions": LambdaSettings(large_upload_bytes=1024, large_upload_chunk_rows=40)}
+    )
     c, p = local.clients, local.platform
     frame = churn.generate(150, seed=31).astype({"tenure_months": "string"})
     frame.loc[77, "tenure_months"] = "-"
-    # WHEN it is uploaded to the landing bucket
-    upload_id = put_upload(local, "uploads/churn/big.csv", frame.to_csv(index=False).encode())
-    manifest = read_manifest(c.s3, p.curated_bucket, _wait_for_manifest(c.s3, p.curated_bucket, upload_id))
+    lambda_client = boto3.client("lambda", endpoint_url=local.aws.endpoint_url, region_name=settings.region)
+    with functions_deployed_with(lambda_client, small, "functions.prepare_data", "functions.large_upload"):
+        # WHEN it is uploaded to the landing bucket
+        upload_id = put_upload(local, "uploads/churn/big.csv", frame.to_csv(index=False).encode())
+        key = _wait_for_manifest(c.s3, p.curated_bucket, upload_id)
+    manifest = read_manifest(c.s3, p.curated_bucket, key)
     # THEN the state machine checked it in four chunks: all rows accounted for, one quarantined
     assert (manifest.rows, manifest.curated_rows, manifest.quarantined_rows) == (150, 149, 1)
     assert len(manifest.objects) == 4 and manifest.source["chunks"] == 4
@@ -187,7 +189,7 @@ def test_failing_training_script_fails_the_execution_is_reported_and_announced(
     churn.generate(300, seed=4).assign(churned=0).to_csv(upload, index=False)
     cycle.upload(c, p, upload, "churn", lambda _m: None)
     keys = cycle.wait_for_curated(c, p, "churn", lambda _m: None)
-    cycle.wait_for_features(c, p, settings, keys, lambda _m: None)
+    cycle.wait_for_features(c.s3, p, settings, keys, lambda _m: None)
     bus_events()  # what earlier cases announced
     # WHEN the pipeline runs: the pre-training tests of the training script refuse the data
     with pytest.raises(cycle.CycleError) as failure:

@@ -13,8 +13,10 @@ from mlcycle.local.events.delivery import (
     aws_event,
     deliver,
     put_platform_event,
+    send,
     send_to_targets,
 )
+from mlcycle.local.events.retries import RetryingDelivery
 from mlcycle.local.events.schedules import TICK_SECONDS, Ticker, VirtualClock
 
 __all__ = [
@@ -45,7 +47,8 @@ def install(ctx: LocalContext) -> None:
     uninstall_from(ctx)
     if Rule.send_to_targets is send_to_targets:
         raise RuntimeError("another embedded AWS is still installed in this process: stop it first")
-    ctx.services[DeliveryState] = DeliveryState(original=Rule.send_to_targets)
+    retrying = RetryingDelivery(send, lambda: ctx.time_scale)
+    ctx.services[DeliveryState] = DeliveryState(original=Rule.send_to_targets, retrying=retrying)
     setattr(Rule, "send_to_targets", send_to_targets)  # noqa: B010 - replacing a method
     ctx.services[EventsState] = EventsState(ticker=Ticker(ctx))
 
@@ -68,6 +71,7 @@ def uninstall_from(ctx: LocalContext) -> None:
     delivery = ctx.services.pop(DeliveryState, None)
     if delivery is not None:
         setattr(Rule, "send_to_targets", delivery.original)  # noqa: B010
+        delivery.retrying.stop()
     state = ctx.services.pop(EventsState, None)
     if state is not None:
         state.ticker.stop()

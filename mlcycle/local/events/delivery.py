@@ -3,7 +3,8 @@
 moto's ``Rule.send_to_targets`` delivers only to SQS, CloudWatch Logs, buses, archives and API
 destinations (a Lambda, Step Functions or SNS target raises ``NotImplementedError``). The package's
 ``install`` wraps it: those three services are delivered here (Lambda asynchronously, through
-mlcycle.local.awslambda), the rest by moto's own code.
+mlcycle.local.awslambda), with the target's retry policy and dead-letter queue
+(mlcycle.local.events.retries); the rest by moto's own code.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcycle.local import context
 from mlcycle.local.context import LocalContext
+from mlcycle.local.events.retries import RetryingDelivery
 
 if TYPE_CHECKING:
     from moto.events.models import Rule
@@ -35,9 +37,11 @@ SendToTargets = Callable[..., None]
 
 @dataclass
 class DeliveryState:
-    """moto's own ``Rule.send_to_targets``, for the targets it delivers itself."""
+    """moto's own ``Rule.send_to_targets`` (for the targets it delivers itself), and our deliveries'
+    retries."""
 
     original: SendToTargets
+    retrying: RetryingDelivery
 
 
 def put_platform_event(
@@ -82,7 +86,7 @@ def send_to_targets(rule: Rule, original_event: EventMessageType, transform_inpu
         # AWS applies a target's input settings to every event; moto's transform_input=False only
         # marks events (S3's, replays) its own template parser cannot handle.
         payload = _target_input(rule, target, original_event)
-        deliver(target["Arn"], payload)
+        deliver(target, payload, source=rule.arn)
     rest = [target for target in rule.targets if target not in ours]
     state = context.installed_or_none(DeliveryState)
     if rest and state is not None:
@@ -92,18 +96,15 @@ def send_to_targets(rule: Rule, original_event: EventMessageType, transform_inpu
         state.original(clone, original_event, transform_input)
 
 
-def deliver(arn: str, payload: Any) -> None:
-    """Deliver an event or schedule payload to a Lambda, Step Functions, SNS or SQS target.
-
-    Delivery is asynchronous in AWS: a failure is logged, never raised to whoever put the event.
-    """
-    try:
-        _deliver(arn, payload)
-    except Exception:  # any failure of one target must not affect the others or the caller
-        _LOG.exception("could not deliver an event to %s", arn)
+def deliver(target: Mapping[str, Any], payload: Any, *, source: str) -> None:
+    """Deliver an event or schedule payload to a rule's or a schedule's target (``Arn``, ``RetryPolicy``,
+    ``DeadLetterConfig``). Delivery is asynchronous in AWS: a failure is retried, then dead-lettered, and
+    never raised to whoever put the event."""
+    context.installed(DeliveryState).retrying.deliver(target, payload, source)
 
 
-def _deliver(arn: str, payload: Any) -> None:
+def send(arn: str, payload: Any) -> None:
+    """One attempt to deliver to a Lambda, Step Functions, SNS or SQS target; raises if it is refused."""
     _, _, service, region, account, resource = arn.split(":", 5)
     if service == "lambda":
         from moto.awslambda.utils import get_backend
@@ -126,7 +127,7 @@ def _deliver(arn: str, payload: Any) -> None:
 
         sqs_backends[account][region].send_message(queue_name=resource, message_body=_as_text(payload))
     else:
-        _LOG.warning("events to %s are not delivered by the embedded AWS", arn)
+        raise NotImplementedError(f"events to {arn} are not delivered by the embedded AWS")
 
 
 def _arn_service(arn: str) -> str:

@@ -89,7 +89,7 @@ def _schedules() -> Iterator[_Due]:
 def _schedule_firing(schedule: Schedule, group: dict[str, Schedule]) -> Callable[[datetime], None]:
     def fire(_when: datetime) -> None:  # Scheduler sends the target's Input as is, with no timestamp
         target = schedule.target
-        deliver(target["Arn"], json_or_text(target["Input"]) if target.get("Input") else {})
+        deliver(target, json_or_text(target["Input"]) if target.get("Input") else {}, source=schedule.arn)
         if schedule.action_after_completion == "DELETE" and schedule.schedule_expression.startswith("at("):
             group.pop(schedule.name, None)
 

@@ -1,0 +1,155 @@
+"""Retries and dead-letter queues of EventBridge targets (rules and Scheduler schedules) in the embedded AWS.
+
+As in AWS, a delivery that fails (the target is gone, throttled or refuses the call) is retried with
+exponential backoff and jitter until the target's ``RetryPolicy`` is spent (``MaximumRetryAttempts``,
+default 185; ``MaximumEventAgeInSeconds``, default 24 hours). The event then goes to the target's
+``DeadLetterConfig`` queue, with the attributes EventBridge sets (``RULE_ARN``, ``TARGET_ARN``,
+``ERROR_CODE``, ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION``, ``RETRY_ATTEMPTS``). Without a
+dead-letter queue the event is dropped, as in AWS, and the drop is logged as an error.
+
+Retry delays follow the embedded AWS's clock: they are divided by its ``time_scale``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT_RETRIES = 185
+DEFAULT_MAX_AGE_SECONDS = 24 * 3600
+#: The first retry waits about this long; each next one twice as long, up to :data:`MAX_DELAY_SECONDS`.
+FIRST_DELAY_SECONDS = 1.0
+MAX_DELAY_SECONDS = 300.0
+
+#: Delivers a payload to a target ARN; raises when the target refuses it.
+Send = Callable[[str, Any], None]
+
+
+@dataclass
+class _Delivery:
+    target: Mapping[str, Any]
+    payload: Any
+    source: str  # the rule's or the schedule's ARN
+    first_at: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+
+
+class RetryingDelivery:
+    """Sends to targets, retrying on timers; what cannot be delivered goes to the dead-letter queue."""
+
+    def __init__(self, send: Send, time_scale: Callable[[], float]) -> None:
+        self._send = send
+        self._time_scale = time_scale
+        self._lock = threading.Lock()
+        self._timers: set[threading.Timer] = set()
+        self._stopped = False
+
+    def deliver(self, target: Mapping[str, Any], payload: Any, source: str) -> None:
+        """Deliver now; a failure is retried later, never raised to whoever put the event."""
+        self._attempt(_Delivery(target, payload, source))
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            timers, self._timers = set(self._timers), set()
+        for timer in timers:
+            timer.cancel()
+
+    def pending(self) -> int:
+        """Deliveries waiting for a retry."""
+        with self._lock:
+            return len(self._timers)
+
+    def _attempt(self, delivery: _Delivery) -> None:
+        delivery.attempts += 1
+        try:
+            self._send(str(delivery.target["Arn"]), delivery.payload)
+        except Exception as exc:  # any refusal is a failed delivery: retried, then dead-lettered
+            self._failed(delivery, exc)
+
+    def _failed(self, delivery: _Delivery, exc: Exception) -> None:
+        policy = delivery.target.get("RetryPolicy") or {}
+        retries = int(policy.get("MaximumRetryAttempts", DEFAULT_RETRIES))
+        max_age = float(policy.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE_SECONDS))
+        scale = self._time_scale()
+        scale = scale if scale > 0 else 1.0
+        wait = min(FIRST_DELAY_SECONDS * 2 ** (delivery.attempts - 1), MAX_DELAY_SECONDS)
+        wait *= random.uniform(0.5, 1.0)
+        age = (time.monotonic() - delivery.first_at) * scale
+        if delivery.attempts > retries:
+            self._dead_letter(delivery, exc, "MaximumRetryAttemptsExhausted")
+        elif age + wait > max_age:
+            self._dead_letter(delivery, exc, "MaximumEventAgeExceeded")
+        else:
+            self._schedule(delivery, wait / scale)
+
+    def _schedule(self, delivery: _Delivery, delay: float) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            timer = threading.Timer(delay, self._retry, args=(delivery,))
+            timer.daemon = True
+            self._timers.add(timer)
+        timer.start()
+
+    def _retry(self, delivery: _Delivery) -> None:
+        with self._lock:
+            self._timers = {t for t in self._timers if t is not threading.current_thread()}
+        self._attempt(delivery)
+
+    def _dead_letter(self, delivery: _Delivery, exc: Exception, condition: str) -> None:
+        queue = (delivery.target.get("DeadLetterConfig") or {}).get("Arn")
+        target_arn = str(delivery.target["Arn"])
+        if not queue:
+            _LOG.error(
+                "event from %s to %s dropped after %d attempts (%s): %s; the target has no dead-letter queue",
+                delivery.source,
+                target_arn,
+                delivery.attempts,
+                condition,
+                exc,
+            )
+            return
+        attributes = {
+            "RULE_ARN": delivery.source,
+            "TARGET_ARN": target_arn,
+            "ERROR_CODE": _error_code(exc),
+            "ERROR_MESSAGE": str(exc)[:1000] or type(exc).__name__,
+            "EXHAUSTED_RETRY_CONDITION": condition,
+            "RETRY_ATTEMPTS": str(delivery.attempts - 1),
+        }
+        body = delivery.payload if isinstance(delivery.payload, str) else json.dumps(delivery.payload)
+        try:
+            _send_to_queue(str(queue), body, attributes)
+        except Exception:  # AWS drops it too (and counts it in InvocationsFailedToBeSentToDlq)
+            _LOG.exception(
+                "event from %s to %s could not reach its dead-letter queue %s",
+                delivery.source,
+                target_arn,
+                queue,
+            )
+
+
+def _error_code(exc: Exception) -> str:
+    code = getattr(exc, "error_type", None) or getattr(exc, "code", None)
+    return str(code) if isinstance(code, str) and code else type(exc).__name__
+
+
+def _send_to_queue(queue_arn: str, body: str, attributes: Mapping[str, str]) -> None:
+    from moto.sqs.models import sqs_backends
+
+    _, _, _, region, account, name = queue_arn.split(":", 5)
+    message_attributes = {
+        key: {"DataType": "String", "StringValue": value} for key, value in attributes.items()
+    }
+    sqs_backends[account][region].send_message(
+        queue_name=name, message_body=body, message_attributes=message_attributes
+    )
