@@ -30,6 +30,7 @@ from mlcycle.config import LambdaSettings, Settings
 from mlcycle.data.manifests import manifest_key, read_manifest
 from mlcycle.example import churn
 from mlcycle.lineage import LineageStore
+from mlcycle.local.context import ACCOUNT_ID
 from mlcycle.local.session import LocalPlatform
 from mlcycle.training_sets import InsufficientDataError
 from tests.assembly import app_settings
@@ -141,6 +142,48 @@ def test_data_and_lineage_commands(
     assert f"upload:{upload_id} (upload)" in traced
     assert f"-> prepare_data:{upload_id} (execution prepare_data)" in traced
     assert f"-> curated_version:{upload_id}" in traced
+
+
+def test_concurrent_duplicate_deliveries_of_an_upload_curate_it_once(
+    local: LocalPlatform, settings: Settings, bus_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    from moto.s3.models import s3_backends
+    from moto.s3.notifications import _get_s3_event
+
+    from mlcycle.local.awslambda import wait_for_async
+
+    c, p = local.clients, local.platform
+    lambda_client = boto3.client("lambda", endpoint_url=local.aws.endpoint_url, region_name=settings.region)
+    (prepare,) = [
+        f["FunctionName"]
+        for f in lambda_client.list_functions()["Functions"]
+        if f["Handler"] == "functions.prepare_data.handler"
+    ]
+    assert wait_for_async(timeout=60)
+    bus_events()  # what earlier cases announced
+    previous, local.aws.ctx.time_scale = local.aws.ctx.time_scale, 60  # Lambda's 1-minute retry in 1 s
+    try:
+        # GIVEN an upload, whose S3 notification is delivered twice more, at the same time (at least once)
+        key = "uploads/churn/twice.csv"
+        upload_id = put_upload(local, key, churn.generate(60, seed=34).to_csv(index=False).encode())
+        bucket = s3_backends[ACCOUNT_ID]["aws"].get_bucket(p.landing_bucket)
+        event = _get_s3_event("s3:ObjectCreated:Put", bucket, bucket.get_object(key), "duplicate")
+        # WHEN both copies run concurrently with the original
+        for _ in range(2):
+            lambda_client.invoke(FunctionName=prepare, InvocationType="Event", Payload=json.dumps(event))
+        assert wait_for_async(timeout=120)
+    finally:
+        local.aws.ctx.time_scale = previous
+    # THEN the upload was curated once: one version of its curated object, one event
+    manifest = read_manifest(c.s3, p.curated_bucket, manifest_key("churn", upload_id))
+    assert manifest.rows == manifest.curated_rows == 60
+    (curated,) = manifest.objects
+    versions = c.s3.list_object_versions(Bucket=p.curated_bucket, Prefix=curated.key).get("Versions", [])
+    assert len([v for v in versions if v["Key"] == curated.key]) == 1
+    announced = [
+        e for e in of_type(bus_events(), "DatasetValidated") if e["detail"]["upload_id"] == upload_id
+    ]
+    assert len(announced) == 1
 
 
 def test_bad_upload_is_quarantined_whole(local: LocalPlatform) -> None:

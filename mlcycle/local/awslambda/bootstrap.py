@@ -2,10 +2,10 @@
 
 Run as a script (``python -I bootstrap.py CODE_DIR HANDLER``), never imported: it uses only the standard
 library, so nothing of the checkout is loaded before the function's code. As Lambda's Python runtime does,
-it puts the function's unzipped code first on ``sys.path`` (``/var/task``), imports the handler on the
-first invocation (the cold start; an import failure is reported on every invocation, as
-``Runtime.ImportModuleError``) and then serves invocations one at a time, keeping module state between
-them (a warm environment).
+it puts the function's unzipped code first on ``sys.path`` (``/var/task``), imports the handler in an
+init phase that does not count against the function's timeout (an import failure is then reported on
+every invocation, as ``Runtime.ImportModuleError``), and serves invocations one at a time, keeping module
+state between them (a warm environment).
 
 The protocol with :mod:`mlcycle.local.awslambda.environments`: one JSON request per line on stdin; what the
 handler prints and logs goes to stdout, as it goes to CloudWatch Logs in Lambda; after each invocation the
@@ -96,22 +96,25 @@ def _invoke(function: Any, request: dict[str, Any]) -> dict[str, Any]:
         }
 
 
+def _init(handler: str) -> tuple[Any, dict[str, Any] | None]:
+    """The init phase: import the handler's module (its module-level code runs here, once)."""
+    try:
+        return _load(handler), None
+    except Exception as exc:
+        message = f"Unable to import module for handler {handler!r}: {type(exc).__name__}: {exc}"
+        print(f"[ERROR] {message}", file=sys.stderr)
+        return None, _error("Runtime.ImportModuleError", message, exc)
+
+
 def main(code_dir: str, handler: str) -> None:
     _isolate(code_dir)
     # Lambda's runtime logs through the root logger at WARNING unless the function configures it.
     logging.basicConfig(stream=sys.stdout, format="[%(levelname)s] %(name)s: %(message)s")
-    function: Any = None
-    init_error: dict[str, Any] | None = None
+    function, init_error = _init(handler)
+    _answer({"init": True})  # the init phase is over: its output belongs to the first invocation's log
     for line in sys.stdin:
         request = json.loads(line)
-        if function is None and init_error is None:
-            try:
-                function = _load(handler)
-            except Exception as exc:
-                message = f"Unable to import module for handler {handler!r}: {type(exc).__name__}: {exc}"
-                init_error = _error("Runtime.ImportModuleError", message, exc)
         if init_error is not None:
-            print(f"[ERROR] {init_error['errorMessage']}", file=sys.stderr)
             _answer({"errored": True, "payload": init_error})
             continue
         _answer(_invoke(function, request))

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 UNRESERVED_LIMIT = 4
 #: An idle environment older than this is stopped when its function is next used.
 IDLE_SECONDS = 600.0
+#: How long an environment's init phase (imports) may take. Lambda allows 10 s; this machine may be slower.
+INIT_SECONDS = 120.0
 #: The bootstrap is run by path, so the child imports nothing of the checkout before the bundle.
 _BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 #: What the child may inherit from this process besides the function's own variables.
@@ -102,6 +104,9 @@ class Environment:
         )
         self._reader = threading.Thread(target=self._read, name=f"lambda-{fn.function_name}", daemon=True)
         self._reader.start()
+        #: The init phase's output, for the first invocation's log (None once the init is over).
+        self._init_lines: list[str] | None = None
+        self._initialised = False
 
     @property
     def alive(self) -> bool:
@@ -128,9 +133,12 @@ class Environment:
             "log_stream_name": self.log_stream,
             "remaining_ms": timeout * 1000,
         }
+        init_lines = self._await_init()
         started = time.monotonic()
         stdin = self._process.stdin
         assert stdin is not None
+        if init_lines is None:  # the init never ended
+            return self._outcome(request_id, started, *self._died(self._init_lines or []))
         try:
             stdin.write(json.dumps(request) + "\n")
             stdin.flush()
@@ -138,7 +146,29 @@ class Environment:
             return self._outcome(request_id, started, *self._died([]))
         payload, errored, lines = self._collect(started + timeout, timeout)
         self.last_used = time.monotonic()
-        return self._outcome(request_id, started, payload, errored, lines)
+        return self._outcome(request_id, started, payload, errored, init_lines + lines)
+
+    def _await_init(self) -> list[str] | None:
+        """Wait for the init phase to end (once per environment): its output lines, [] later, None if the
+        runtime died or hung in it (then it is stopped)."""
+        if self._initialised:
+            return []
+        lines: list[str] = []
+        deadline = time.monotonic() + INIT_SECONDS
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                lines.append(f"INIT did not end within {INIT_SECONDS:.0f} seconds")
+                line = None
+            if line is None:
+                self.stop()
+                self._init_lines = lines
+                return None
+            if line.startswith(RESULT_MARK):
+                self._initialised = True
+                return lines
+            lines.append(line)
 
     def _outcome(
         self, request_id: str, started: float, payload: str, errored: bool, lines: list[str]
