@@ -99,6 +99,11 @@ class AsyncInvoker:
             payload, errored = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True
         if errored and self._retry(job, config):
             return
+        with self._cond:
+            stopping = self._stopped
+        if stopping:  # the embedded AWS is stopping (it stopped the environment): no outcome to report
+            self._done()
+            return
         try:
             self._conclude(job, config, payload, success=not errored)
         finally:

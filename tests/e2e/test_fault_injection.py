@@ -1,0 +1,241 @@
+"""Fault injection on the local platform: each case ends with every row accounted for and nothing done twice.
+
+* S3 answering ``SlowDown`` and DynamoDB throttling while an upload is prepared;
+* the prepare function dying between writing the curated data and announcing it, then retried by Lambda;
+* a training job killed in the middle of its run.
+
+The functions run their bundles in their own processes; a fault that needs code (dying at one point) is
+deployed into the function's bundle, as a chaos tool would, not patched into this process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from mlcycle.application import cycle
+from mlcycle.config import Settings
+from mlcycle.data.manifests import manifest_key, read_manifest
+from mlcycle.example import churn
+from mlcycle.local.awslambda import wait_for_async
+from mlcycle.local.common import faults
+from mlcycle.local.context import ACCOUNT_ID
+from mlcycle.local.session import LocalPlatform
+from tests.e2e.helpers import clear_curated, curate, delete, latest_training, of_type, packages, put_upload
+
+#: Dies (as an out-of-memory kill would) at the first ``events.publish`` of its environment's life, once
+#: per FAULT_DIR: after the function wrote the curated data and before it announced it.
+_DYING_SHIM = """
+import os
+import pathlib
+
+import functions.prepare_data as real
+from mlcycle import events
+
+_publish = events.publish
+
+
+def _dying(*args, **kwargs):
+    marker = pathlib.Path(os.environ["FAULT_DIR"]) / "died"
+    if not marker.exists():
+        marker.write_text("once")
+        os._exit(137)
+    return _publish(*args, **kwargs)
+
+
+events.publish = _dying
+handler = real.handler
+"""
+
+
+def _lambda(local: LocalPlatform) -> Any:
+    return boto3.client("lambda", endpoint_url=local.aws.endpoint_url, region_name=local.aws.ctx.region)
+
+
+def _prepare_function(local: LocalPlatform) -> str:
+    (name,) = [
+        f["FunctionName"]
+        for f in _lambda(local).list_functions()["Functions"]
+        if f["Handler"] == "functions.prepare_data.handler"
+    ]
+    return str(name)
+
+
+def _manifest(local: LocalPlatform, upload_id: str, timeout: float = 90) -> Any:
+    c, p = local.clients, local.platform
+
+    def written() -> Any:
+        try:
+            return read_manifest(c.s3, p.curated_bucket, manifest_key("churn", upload_id))
+        except c.s3.exceptions.NoSuchKey:
+            return None
+
+    return cycle.wait_for(f"the manifest of {upload_id}", written, timeout)
+
+
+@contextmanager
+def _faster_clock(local: LocalPlatform, scale: float) -> Iterator[None]:
+    previous, local.aws.ctx.time_scale = local.aws.ctx.time_scale, scale
+    try:
+        yield
+    finally:
+        local.aws.ctx.time_scale = previous
+
+
+def _announced(events: list[dict[str, Any]], kind: str, upload_id: str) -> list[dict[str, Any]]:
+    return [e for e in of_type(events, kind) if e["detail"].get("upload_id") == upload_id]
+
+
+def _broken_upload(rows: int, seed: int) -> bytes:
+    frame = churn.generate(rows, seed=seed).astype({"age": "string"})
+    frame.loc[3, "age"] = "old"
+    return frame.to_csv(index=False).encode()
+
+
+def test_throttled_s3_and_dynamodb_lose_no_row(
+    local: LocalPlatform, bus_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    p = local.platform
+    assert wait_for_async(timeout=60)
+    bus_events()
+    # GIVEN S3 answering SlowDown to the first curated writes, and DynamoDB throttling the lineage table
+    slow = faults.slow_down(times=3, operation="PutObject", bucket=p.curated_bucket)
+    throttled = faults.throttle_dynamodb(times=3, table=p.lineage_table)
+    try:
+        # WHEN an upload with one broken row is prepared
+        upload_id = put_upload(local, "uploads/churn/throttled.csv", _broken_upload(80, seed=41))
+        manifest = _manifest(local, upload_id)
+        assert wait_for_async(timeout=60)
+    finally:
+        faults.clear()
+    # THEN the faults were met, and every row is accounted for, once
+    assert (slow.hits, throttled.hits) == (3, 3)
+    assert (manifest.rows, manifest.curated_rows, manifest.quarantined_rows) == (80, 79, 1)
+    assert len(_announced(bus_events(), "DatasetValidated", upload_id)) == 1
+
+
+@contextmanager
+def _dying_prepare(local: LocalPlatform, fault_dir: Path) -> Iterator[None]:
+    """The prepare function redeployed with the dying shim and a 5 s timeout (so that Lambda's retry, a
+    virtual minute later, finds the crashed run's idempotency lock expired), then restored."""
+    from moto.awslambda.utils import get_backend
+
+    client, name = _lambda(local), _prepare_function(local)
+    original_code = bytes(get_backend(ACCOUNT_ID, local.aws.ctx.region).get_function(name).code_bytes)
+    configuration = client.get_function_configuration(FunctionName=name)
+    variables = configuration["Environment"]["Variables"]
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(original_code)) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr("fault_shim.py", _DYING_SHIM)
+    client.update_function_code(FunctionName=name, ZipFile=out.getvalue())
+    client.update_function_configuration(
+        FunctionName=name,
+        Handler="fault_shim.handler",
+        Timeout=5,
+        Environment={"Variables": {**variables, "FAULT_DIR": str(fault_dir)}},
+    )
+    try:
+        yield
+    finally:
+        client.update_function_code(FunctionName=name, ZipFile=original_code)
+        client.update_function_configuration(
+            FunctionName=name,
+            Handler=configuration["Handler"],
+            Timeout=configuration["Timeout"],
+            Environment={"Variables": variables},
+        )
+
+
+def test_a_function_that_dies_before_announcing_is_retried_and_curates_once(
+    local: LocalPlatform, bus_events: Callable[[], list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    c, p = local.clients, local.platform
+    assert wait_for_async(timeout=60)
+    bus_events()
+    # GIVEN a prepare function that dies once, after writing the curated data, before announcing it
+    with _dying_prepare(local, tmp_path), _faster_clock(local, 10):
+        # WHEN an upload arrives, and Lambda retries the invocation that died
+        upload_id = put_upload(local, "uploads/churn/dies.csv", _broken_upload(70, seed=42))
+        assert wait_for_async(timeout=120)
+    # THEN it died once, and the retry finished the work: every row accounted for, announced once
+    assert (tmp_path / "died").exists()
+    manifest = _manifest(local, upload_id, timeout=10)
+    assert (manifest.rows, manifest.curated_rows, manifest.quarantined_rows) == (70, 69, 1)
+    events = bus_events()
+    assert len(_announced(events, "DatasetValidated", upload_id)) == 1
+    # AND the rewrite of the curated object (deterministic key) holds the same rows as the first write
+    (curated,) = manifest.objects
+    listed = c.s3.list_object_versions(Bucket=p.curated_bucket, Prefix=curated.key).get("Versions", [])
+    bodies = {
+        c.s3.get_object(Bucket=p.curated_bucket, Key=curated.key, VersionId=v["VersionId"])["Body"].read()
+        for v in listed
+        if v["Key"] == curated.key
+    }
+    assert len(bodies) == 1
+
+
+def test_a_training_job_killed_mid_run_fails_the_pipeline_and_registers_nothing(
+    local: LocalPlatform, settings: Settings, bus_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    c, p = local.clients, local.platform
+    clear_curated(local)
+    keys = curate(local, settings, churn.generate(800, seed=43), "to-be-killed")
+    bus_events()
+    # GIVEN a training pipeline whose training job is running
+    arn = cycle.start_training(c.sfn, p, {"poll_seconds": 1})
+    pid = cycle.wait_for("the training job's process", lambda: _training_process(local), timeout=240)
+    # WHEN its process is killed
+    os.kill(pid, signal.SIGKILL)
+    # THEN the job fails, the pipeline takes its failure path, and no model is registered
+    deadline = time.monotonic() + 120
+    while c.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the pipeline did not end"
+        time.sleep(0.5)
+    run = latest_training(local)
+    assert run.arn == arn and run.status == "FAILED"
+    assert run.error == "TrainingJobFailed"
+    assert run.states[-2:] == ["ReportFailure", "PipelineFailed"]
+    assert [e["detail"]["execution_arn"] for e in of_type(bus_events(), "TrainingFailed")] == [arn]
+    assert packages(local, settings) == []
+    delete(local, keys)
+
+
+def _training_process(local: LocalPlatform) -> int | None:
+    """The pid of a running training script of this embedded AWS (it runs in the job's code directory)."""
+    work = str(local.aws.ctx.work_dir)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = [part.decode(errors="replace") for part in (entry / "cmdline").read_bytes().split(b"\0")]
+            cwd = str((entry / "cwd").readlink())
+        except OSError:
+            continue
+        if cwd.startswith(work) and any(Path(part).name == "train.py" for part in argv):
+            return int(entry.name)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _no_fault_left() -> Iterator[None]:
+    yield
+    faults.clear()
+
+
+def test_faults_left_nothing_behind(local: LocalPlatform) -> None:
+    """The restored prepare function answers as before (a guard for the cases after this module's)."""
+    configuration = _lambda(local).get_function_configuration(FunctionName=_prepare_function(local))
+    assert configuration["Handler"] == "functions.prepare_data.handler"
+    assert "FAULT_DIR" not in configuration["Environment"]["Variables"]
