@@ -1,11 +1,12 @@
 """Retries and dead-letter queues of EventBridge targets (rules and Scheduler schedules) in the embedded AWS.
 
-As in AWS, a delivery that fails (the target is gone, throttled or refuses the call) is retried with
+As in AWS, a delivery that fails for a retriable reason (throttling, a failing service) is retried with
 exponential backoff and jitter until the target's ``RetryPolicy`` is spent (``MaximumRetryAttempts``,
-default 185; ``MaximumEventAgeInSeconds``, default 24 hours). The event then goes to the target's
+default 185; ``MaximumEventAgeInSeconds``, default 24 hours). One that fails because the target does not
+exist or refuses access is not retried. Either way the event then goes to the target's
 ``DeadLetterConfig`` queue, with the attributes EventBridge sets (``RULE_ARN``, ``TARGET_ARN``,
-``ERROR_CODE``, ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION``, ``RETRY_ATTEMPTS``). Without a
-dead-letter queue the event is dropped, as in AWS, and the drop is logged as an error.
+``ERROR_CODE``, ``ERROR_MESSAGE``, ``RETRY_ATTEMPTS``, and ``EXHAUSTED_RETRY_CONDITION`` after retries).
+Without a dead-letter queue the event is dropped, as in AWS, and the drop is logged as an error.
 
 Retry delays follow the embedded AWS's clock: they are divided by its ``time_scale``.
 """
@@ -29,8 +30,25 @@ DEFAULT_MAX_AGE_SECONDS = 24 * 3600
 FIRST_DELAY_SECONDS = 1.0
 MAX_DELAY_SECONDS = 300.0
 
+#: Errors EventBridge does not retry (the target is gone, or access is denied): codes and moto's classes.
+NOT_RETRIED = frozenset(
+    {
+        "ResourceNotFoundException",
+        "UnknownFunctionException",
+        "StateMachineDoesNotExist",
+        "NotFound",
+        "TopicNotFound",
+        "QueueDoesNotExist",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "AccessDenied",
+        "AccessDeniedException",
+    }
+)
+
 #: Delivers a payload to a target ARN; raises when the target refuses it.
 Send = Callable[[str, Any], None]
+#: Sends a dead-lettered event to a queue: (queue ARN, body, string attributes).
+DeadLetter = Callable[[str, str, Mapping[str, str]], None]
 
 
 @dataclass
@@ -45,9 +63,12 @@ class _Delivery:
 class RetryingDelivery:
     """Sends to targets, retrying on timers; what cannot be delivered goes to the dead-letter queue."""
 
-    def __init__(self, send: Send, time_scale: Callable[[], float]) -> None:
+    def __init__(
+        self, send: Send, time_scale: Callable[[], float], dead_letter: DeadLetter | None = None
+    ) -> None:
         self._send = send
         self._time_scale = time_scale
+        self._dead_letter_to = dead_letter or _send_to_queue
         self._lock = threading.Lock()
         self._timers: set[threading.Timer] = set()
         self._stopped = False
@@ -84,7 +105,9 @@ class RetryingDelivery:
         wait = min(FIRST_DELAY_SECONDS * 2 ** (delivery.attempts - 1), MAX_DELAY_SECONDS)
         wait *= random.uniform(0.5, 1.0)
         age = (time.monotonic() - delivery.first_at) * scale
-        if delivery.attempts > retries:
+        if _error_code(exc) in NOT_RETRIED or type(exc).__name__ in NOT_RETRIED:
+            self._dead_letter(delivery, exc, None)
+        elif delivery.attempts > retries:
             self._dead_letter(delivery, exc, "MaximumRetryAttemptsExhausted")
         elif age + wait > max_age:
             self._dead_letter(delivery, exc, "MaximumEventAgeExceeded")
@@ -105,7 +128,7 @@ class RetryingDelivery:
             self._timers = {t for t in self._timers if t is not threading.current_thread()}
         self._attempt(delivery)
 
-    def _dead_letter(self, delivery: _Delivery, exc: Exception, condition: str) -> None:
+    def _dead_letter(self, delivery: _Delivery, exc: Exception, condition: str | None) -> None:
         queue = (delivery.target.get("DeadLetterConfig") or {}).get("Arn")
         target_arn = str(delivery.target["Arn"])
         if not queue:
@@ -123,12 +146,13 @@ class RetryingDelivery:
             "TARGET_ARN": target_arn,
             "ERROR_CODE": _error_code(exc),
             "ERROR_MESSAGE": str(exc)[:1000] or type(exc).__name__,
-            "EXHAUSTED_RETRY_CONDITION": condition,
             "RETRY_ATTEMPTS": str(delivery.attempts - 1),
         }
+        if condition:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = condition
         body = delivery.payload if isinstance(delivery.payload, str) else json.dumps(delivery.payload)
         try:
-            _send_to_queue(str(queue), body, attributes)
+            self._dead_letter_to(str(queue), body, attributes)
         except Exception:  # AWS drops it too (and counts it in InvocationsFailedToBeSentToDlq)
             _LOG.exception(
                 "event from %s to %s could not reach its dead-letter queue %s",
@@ -139,7 +163,8 @@ class RetryingDelivery:
 
 
 def _error_code(exc: Exception) -> str:
-    code = getattr(exc, "error_type", None) or getattr(exc, "code", None)
+    """The AWS error code of a failed call (moto's exceptions carry it as ``error_type``)."""
+    code = getattr(exc, "error_type", None)
     return str(code) if isinstance(code, str) and code else type(exc).__name__
 
 

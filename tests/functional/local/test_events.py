@@ -270,23 +270,24 @@ def test_invalid_schedule_expressions_are_rejected(expression: str) -> None:
         next_fire(expression, datetime(2025, 1, 1, tzinfo=UTC))
 
 
-def test_a_failed_delivery_is_retried_then_lands_in_the_targets_dead_letter_queue(
+def test_a_delivery_to_a_target_that_is_gone_lands_in_its_dead_letter_queue_at_once(
     aws_client: Client, make_function: Any, wait_for: Any, bus: str
 ) -> None:
-    # GIVEN a rule whose Lambda target is gone, with two retries and a dead-letter queue
+    # GIVEN a rule whose Lambda target is gone, with retries and a dead-letter queue
     url, queue_arn = _queue(aws_client)
     arn = make_function("record")
     aws_client("lambda").delete_function(FunctionName=arn)
     target = {
         "Id": "gone",
         "Arn": arn,
-        "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600},
+        "RetryPolicy": {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 3600},
         "DeadLetterConfig": {"Arn": queue_arn},
     }
     rule = _rule(aws_client, bus, [target])
     # WHEN an event matches
     _put(aws_client, bus, {"dataset": "churn"})
-    # THEN after its retries the event is in the dead-letter queue, with why and after how many attempts
+    # THEN the event is in the dead-letter queue, with why, not retried (EventBridge does not retry a
+    # target that does not exist)
     sqs = aws_client("sqs")
     (message,) = wait_for(
         lambda: sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"]).get("Messages"),
@@ -297,27 +298,6 @@ def test_a_failed_delivery_is_retried_then_lands_in_the_targets_dead_letter_queu
     attributes = {name: value["StringValue"] for name, value in message["MessageAttributes"].items()}
     assert attributes["RULE_ARN"].endswith(f"rule/{bus}/{rule}")
     assert attributes["TARGET_ARN"] == arn
-    assert attributes["RETRY_ATTEMPTS"] == "2"
-    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttemptsExhausted"
     assert attributes["ERROR_CODE"] == "ResourceNotFoundException"
-
-
-def test_a_delivery_that_recovers_during_its_retries_arrives_once(
-    aws_client: Client, wait_for: Any, bus: str
-) -> None:
-    # GIVEN a rule whose SNS target does not exist yet
-    sns, sqs = aws_client("sns"), aws_client("sqs")
-    name = unique("late-topic")
-    topic_arn = f"arn:aws:sns:us-east-1:123456789012:{name}"
-    url, dead_letters = _queue(aws_client)
-    target = {"Id": "late", "Arn": topic_arn, "DeadLetterConfig": {"Arn": dead_letters}}
-    _rule(aws_client, bus, [target])
-    _put(aws_client, bus, {"dataset": "late"})
-    # WHEN the topic appears while the delivery is being retried
-    sns.create_topic(Name=name)
-    inbox_url, inbox_arn = _queue(aws_client)
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=inbox_arn)
-    # THEN the event arrives once, and nothing is dead-lettered
-    (message,) = wait_for(_messages(aws_client, inbox_url), timeout=20, what="the retried delivery")
-    assert json.loads(json.loads(message["Body"])["Message"])["detail"] == {"dataset": "late"}
-    assert not sqs.receive_message(QueueUrl=url).get("Messages")
+    assert attributes["RETRY_ATTEMPTS"] == "0"
+    assert "EXHAUSTED_RETRY_CONDITION" not in attributes
