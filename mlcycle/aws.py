@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, overload
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -93,3 +94,13 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
         raise ValueError(f"not an S3 URI: {uri!r}")
     bucket, _, key = uri[5:].partition("/")
     return bucket, key
+
+
+#: What S3 answers for an object that is not there: GetObject says NoSuchKey, HeadObject (no body) only
+#: its status. Anything else (AccessDenied, throttling, a missing bucket) is no answer about the object.
+_S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def s3_absent(error: ClientError) -> bool:
+    """True when ``error`` says the object does not exist, and nothing else."""
+    return error.response.get("Error", {}).get("Code", "") in _S3_ABSENT

@@ -1,0 +1,77 @@
+"""Errors on paths that carry data or state surface: they raise clearly, or land where a person looks."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from mlcycle.config import Settings
+from mlcycle.example import churn
+from mlcycle.training_sets import ManifestUnreadableError, build_training_set
+from tests.utils import make_bucket
+
+
+class Failing:
+    """A boto3 client whose named operations answer ``code``; everything else reaches the real client."""
+
+    def __init__(self, client: Any, code: str, *operations: str) -> None:
+        self._client, self._code, self._operations = client, code, operations
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._operations:
+
+            def fail(**_: Any) -> Any:
+                raise ClientError({"Error": {"Code": self._code, "Message": self._code}}, name)
+
+            return fail
+        return getattr(self._client, name)
+
+
+def _curated(s3: Any) -> None:
+    make_bucket(s3, "curated")
+    make_bucket(s3, "artifacts")
+    buffer = io.BytesIO()
+    churn.generate(300, seed=3).to_parquet(buffer, index=False)
+    s3.put_object(
+        Bucket="curated", Key="curated/churn/ingest_date=2026-02-01/u1.parquet", Body=buffer.getvalue()
+    )
+
+
+def _build(s3: Any, settings: Settings) -> Any:
+    return build_training_set(
+        settings.problem,
+        s3=s3,
+        curated_bucket="curated",
+        artifacts_bucket="artifacts",
+        training_set_id="run-1",
+        min_rows=50,
+    )
+
+
+def test_a_denied_manifest_lookup_fails_the_build_instead_of_recording_no_manifest(
+    s3: Any, settings: Settings
+) -> None:
+    # GIVEN curated data whose upload manifest the build may not read
+    _curated(s3)
+    denied = Failing(s3, "403", "head_object")
+    # WHEN the training set is built
+    # THEN it fails naming the manifest and the denial, and writes no manifest claiming none exists
+    with pytest.raises(ManifestUnreadableError, match=r"s3://curated/.*u1.*403"):
+        _build(denied, settings)
+    assert "Contents" not in s3.list_objects_v2(Bucket="artifacts", Prefix="training-sets/run-1/manifest")
+
+
+def test_a_manifest_that_does_not_exist_is_recorded_as_absent(s3: Any, settings: Settings) -> None:
+    # GIVEN curated data written before upload manifests existed
+    _curated(s3)
+    # WHEN the training set is built
+    _build(s3, settings)
+    # THEN the manifest says the data version has no upload manifest
+    manifest = json.loads(
+        s3.get_object(Bucket="artifacts", Key="training-sets/run-1/manifest.json")["Body"].read()
+    )
+    assert [v["manifest"] for v in manifest["dataset_versions"]] == [None]
