@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from mlcycle import batch
+from mlcycle.commands import predict
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.training_sets import ManifestUnreadableError, build_training_set
@@ -75,3 +79,45 @@ def test_a_manifest_that_does_not_exist_is_recorded_as_absent(s3: Any, settings:
         s3.get_object(Bucket="artifacts", Key="training-sets/run-1/manifest.json")["Body"].read()
     )
     assert [v["manifest"] for v in manifest["dataset_versions"]] == [None]
+
+
+class DeniedListing:
+    """An S3 client that may not list the job's output bucket (the job's role wrote there, not ours)."""
+
+    def get_paginator(self, operation: str) -> Any:
+        def paginate(**_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "ListObjectsV2")
+
+        return SimpleNamespace(paginate=paginate)
+
+
+def test_answers_that_cannot_be_listed_are_an_error_not_an_empty_download(tmp_path: Path) -> None:
+    # GIVEN a completed batch job whose output the caller may not list
+    # WHEN its answers are fetched
+    # THEN the command fails saying why, instead of writing nothing and succeeding
+    with pytest.raises(batch.OutputsUnreadableError, match=r"s3://b/out/ \(AccessDenied\)"):
+        predict._download(DeniedListing(), "s3://b/out/", tmp_path / "answers.csv")
+
+
+def test_progress_while_the_output_cannot_be_listed_counts_nothing_yet() -> None:
+    # GIVEN a running job whose output the caller may not list
+    sagemaker = SimpleNamespace(describe_transform_job=lambda **_: {"TransformJobStatus": "Completed"})
+    seen: list[batch.Progress] = []
+    # WHEN it is waited for, THEN progress shows no object done (the download is what fails)
+    batch.wait(
+        sagemaker,  # type: ignore[arg-type]
+        "job",
+        s3=DeniedListing(),  # type: ignore[arg-type]
+        output_uri="s3://b/out/",
+        total=2,
+        on_progress=seen.append,
+    )
+    assert [(p.status, p.done) for p in seen] == [("Completed", 0)]
+
+
+def test_a_completed_job_without_answers_is_an_error(s3: Any, tmp_path: Path) -> None:
+    # GIVEN a job whose output prefix holds no .out object
+    make_bucket(s3, "answers")
+    # WHEN its answers are fetched, THEN the command fails instead of writing nothing
+    with pytest.raises(LookupError, match=r"wrote no \.out object under s3://answers/out/"):
+        predict._download(s3, "s3://answers/out/", tmp_path / "answers.csv")
