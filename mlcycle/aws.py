@@ -104,3 +104,16 @@ _S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
 def s3_absent(error: ClientError) -> bool:
     """True when ``error`` says the object does not exist, and nothing else."""
     return error.response.get("Error", {}).get("Code", "") in _S3_ABSENT
+
+
+#: Why DynamoDB cancels a transaction that lost to another writer: a condition that no longer holds, or
+#: a concurrent transaction on the same item. Others (throttling, validation, item size) are faults.
+_LOST_RACE = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def lost_race(error: ClientError) -> bool:
+    """True when a cancelled transaction lost to a concurrent writer (read again and decide again);
+    False for any other cancellation, which the caller must raise rather than retry or drop."""
+    reasons = error.response.get("CancellationReasons", [])
+    codes = {reason.get("Code", "None") for reason in reasons} - {"None"}
+    return bool(codes) and codes <= _LOST_RACE

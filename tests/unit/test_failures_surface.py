@@ -8,15 +8,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from mlcycle import batch
+from mlcycle.application import cycle
+from mlcycle.aws import lost_race
 from mlcycle.commands import predict
 from mlcycle.config import Settings
 from mlcycle.example import churn
+from mlcycle.monitoring import windows
 from mlcycle.training_sets import ManifestUnreadableError, build_training_set
-from tests.utils import make_bucket
+from tests.utils import REGION, make_bucket, make_key_table
 
 
 class Failing:
@@ -121,3 +125,65 @@ def test_a_completed_job_without_answers_is_an_error(s3: Any, tmp_path: Path) ->
     # WHEN its answers are fetched, THEN the command fails instead of writing nothing
     with pytest.raises(LookupError, match=r"wrote no \.out object under s3://answers/out/"):
         predict._download(s3, "s3://answers/out/", tmp_path / "answers.csv")
+
+
+def _cancelled(client: Any, *codes: str) -> Exception:
+    reasons = [{"Code": code} for code in codes]
+    response = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}}
+    return client.exceptions.TransactionCanceledException(
+        response | {"CancellationReasons": reasons}, "TransactWriteItems"
+    )
+
+
+class Cancelling:
+    """A DynamoDB client whose transactions are cancelled for ``codes``."""
+
+    def __init__(self, client: Any, *codes: str) -> None:
+        self._client, self._codes = client, codes
+
+    def transact_write_items(self, **_: Any) -> None:
+        raise _cancelled(self._client, *self._codes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_only_a_cancellation_by_another_writer_is_a_lost_race(moto_aws: None) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    assert lost_race(_cancelled(client, "ConditionalCheckFailed", "None"))  # type: ignore[arg-type]
+    assert lost_race(_cancelled(client, "None", "TransactionConflict"))  # type: ignore[arg-type]
+    assert not lost_race(_cancelled(client, "ThrottlingError", "None"))  # type: ignore[arg-type]
+    assert not lost_race(_cancelled(client, "ConditionalCheckFailed", "ValidationError"))  # type: ignore[arg-type]
+    assert not lost_race(_cancelled(client))  # type: ignore[arg-type]
+
+
+def test_a_throttled_window_commit_raises_instead_of_claiming_another_run_won(moto_aws: None) -> None:
+    # GIVEN the monitor's table throttles the window's transaction
+    client = boto3.client("dynamodb", region_name=REGION)
+    make_key_table(client, "monitor-state")
+    state = windows.MonitorState("monitor-state", Cancelling(client, "ThrottlingError"))  # type: ignore[arg-type]
+    commit = {"checkpoint": windows.Checkpoint(), "advanced": windows.Checkpoint(), "findings": []}
+    # WHEN the window commits, THEN the throttling surfaces (the Lambda fails and is retried)
+    with pytest.raises(client.exceptions.TransactionCanceledException, match="cancelled"):
+        state.commit("churn", "w1", {}, **commit)
+    # AND a condition that no longer holds is the race it always was: another run committed first
+    raced = windows.MonitorState("monitor-state", Cancelling(client, "ConditionalCheckFailed"))  # type: ignore[arg-type]
+    assert raced.commit("churn", "w1", {}, **commit) is False
+
+
+def test_waiting_for_the_endpoint_stops_at_a_denied_call_and_waits_only_for_one_not_there_yet(
+    moto_aws: None, settings: Settings
+) -> None:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    say: list[str] = []
+    # GIVEN a caller that may not describe endpoints, WHEN the demo waits for its endpoint
+    # THEN the denial surfaces at once, not as a timeout three minutes later
+    denied = cycle.Clients(
+        None, None, Failing(sagemaker, "AccessDeniedException", "describe_endpoint"), None, None
+    )
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        cycle.wait_for_endpoint(denied, settings, say.append, timeout=60)
+    # AND an endpoint that does not exist yet is waited for (and named when it never comes)
+    absent = cycle.Clients(None, None, sagemaker, None, None)
+    with pytest.raises(cycle.CycleError, match=r"timed out .* InService"):
+        cycle.wait_for_endpoint(absent, settings, say.append, timeout=0.3)
