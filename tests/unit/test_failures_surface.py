@@ -16,6 +16,7 @@ from mlcycle import batch
 from mlcycle.application import cycle
 from mlcycle.aws import lost_race
 from mlcycle.commands import predict
+from mlcycle.commands import retraining as retraining_command
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.monitoring import windows
@@ -187,3 +188,29 @@ def test_waiting_for_the_endpoint_stops_at_a_denied_call_and_waits_only_for_one_
     absent = cycle.Clients(None, None, sagemaker, None, None)
     with pytest.raises(cycle.CycleError, match=r"timed out .* InService"):
         cycle.wait_for_endpoint(absent, settings, say.append, timeout=0.3)
+
+
+def test_retraining_status_shows_what_a_decision_noted() -> None:
+    # GIVEN a run started without its recent labelled window (the export failed; the decision noted it)
+    decision = {
+        "decided_at": "2031-03-04T10:00:00Z",
+        "action": "started",
+        "event_type": "DriftDetected",
+        "reason": "drift",
+        "notes": ["recent window not exported: ClientError: AccessDenied"],
+    }
+    found = {
+        "lock": None,
+        "last_run": None,
+        "cooldown_until": None,
+        "runs_today": 1,
+        "max_runs_per_day": 3,
+        "new_rows": 0,
+        "min_new_labelled_rows": 500,
+        "pending": [],
+        "decisions": [decision],
+    }
+    # WHEN the status is rendered, THEN the note is shown under its decision
+    lines = retraining_command.render(found)
+    assert lines[-1] == "      note: recent window not exported: ClientError: AccessDenied"
+    assert "started" in lines[-2]
