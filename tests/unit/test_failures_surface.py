@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from mlcycle import batch
+from mlcycle import batch, shadow
 from mlcycle.application import cycle
 from mlcycle.aws import lost_race
 from mlcycle.commands import predict
@@ -214,3 +215,31 @@ def test_retraining_status_shows_what_a_decision_noted() -> None:
     lines = retraining_command.render(found)
     assert lines[-1] == "      note: recent window not exported: ClientError: AccessDenied"
     assert "started" in lines[-2]
+
+
+def _captured(data: str, content_type: str = "application/json", failed: bool = False) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"eventId": "e", "inferenceTime": "2031-03-04T10:00:00Z"}
+    if failed:
+        metadata["invocationStatus"] = "Failed"
+    output = {"observedContentType": content_type, "mode": "OUTPUT", "data": data, "encoding": "JSON"}
+    return {"captureData": {"endpointOutput": output}, "eventMetadata": metadata}
+
+
+def test_shadow_answers_that_cannot_be_read_are_counted_not_silently_left_out() -> None:
+    # GIVEN three requests: both answered one, the shadow garbled one, and failed one
+    good = '{"predictions": [1], "probabilities": [[0.2, 0.8]]}'
+    production = {k: _captured(good) for k in ("r1", "r2", "r3")}
+    shadow_answers = {"r1": _captured(good), "r2": _captured("not json"), "r3": _captured("", failed=True)}
+    comparison = shadow.ShadowComparison(
+        "churn",
+        "arn:pkg/2",
+        datetime(2031, 3, 4, tzinfo=UTC),
+        shadow.VariantFigures("AllTraffic", answers=3),
+        shadow.VariantFigures("Shadow", answers=3, failures=1),
+    )
+    # WHEN they are compared
+    shadow._agreement(comparison, production, shadow_answers)
+    # THEN one pair is compared, and the report says the shadow's other answer was unreadable
+    assert (comparison.paired_requests, comparison.agreement) == (1, 1.0)
+    assert (comparison.production.unreadable, comparison.shadow.unreadable) == (0, 1)
+    assert "3 answers captured, 1 failed, 1 unreadable (not compared)" in comparison.lines()[-1]
