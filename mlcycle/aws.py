@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, overload
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -93,3 +94,26 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
         raise ValueError(f"not an S3 URI: {uri!r}")
     bucket, _, key = uri[5:].partition("/")
     return bucket, key
+
+
+#: What S3 answers for an object that is not there: GetObject says NoSuchKey, HeadObject (no body) only
+#: its status. Anything else (AccessDenied, throttling, a missing bucket) is no answer about the object.
+_S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def s3_absent(error: ClientError) -> bool:
+    """True when ``error`` says the object does not exist, and nothing else."""
+    return error.response.get("Error", {}).get("Code", "") in _S3_ABSENT
+
+
+#: Why DynamoDB cancels a transaction that lost to another writer: a condition that no longer holds, or
+#: a concurrent transaction on the same item. Others (throttling, validation, item size) are faults.
+_LOST_RACE = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def lost_race(error: ClientError) -> bool:
+    """True when a cancelled transaction lost to a concurrent writer (read again and decide again);
+    False for any other cancellation, which the caller must raise rather than retry or drop."""
+    reasons = error.response.get("CancellationReasons", [])
+    codes = {reason.get("Code", "None") for reason in reasons} - {"None"}
+    return bool(codes) and codes <= _LOST_RACE

@@ -48,6 +48,10 @@ class NoApprovedModelError(LookupError):
     """The model package group has no approved version to predict with."""
 
 
+class OutputsUnreadableError(LookupError):
+    """The job's answers cannot be listed: never mistaken for a job that answered nothing."""
+
+
 class MissingInputError(FileNotFoundError):
     """No object lies under the input prefix."""
 
@@ -246,8 +250,8 @@ class Progress:
 
 
 def outputs_written(s3: S3Client, output_uri: str) -> list[str]:
-    """Keys of the ``.out`` objects under the job's output path (none while the caller may not list it:
-    the job's role writes there, not the caller)."""
+    """Keys of the ``.out`` objects under the job's output path; :class:`OutputsUnreadableError` when
+    the caller may not list them (the job's role writes there, not the caller) or the bucket is gone."""
     bucket, prefix = split_uri(output_uri.rstrip("/") + "/")
     try:
         return [
@@ -257,9 +261,22 @@ def outputs_written(s3: S3Client, output_uri: str) -> list[str]:
             if entry["Key"].endswith(".out")
         ]
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("NoSuchBucket", "AccessDenied"):
-            return []
+        code = error.response["Error"]["Code"]
+        if code in ("NoSuchBucket", "AccessDenied"):
+            raise OutputsUnreadableError(
+                f"cannot list the answers under {output_uri} ({code}): they are there or not, this caller "
+                "cannot tell; read them with a role that may list the bucket"
+            ) from error
         raise
+
+
+def _finished_so_far(s3: S3Client, output_uri: str) -> int:
+    """For progress only: objects written so far, 0 while the caller may not list them (the download
+    after the job raises then)."""
+    try:
+        return len(outputs_written(s3, output_uri))
+    except OutputsUnreadableError:
+        return 0
 
 
 def wait(
@@ -280,7 +297,7 @@ def wait(
     while True:
         found = sagemaker.describe_transform_job(TransformJobName=name)
         status = found["TransformJobStatus"]
-        on_progress(Progress(status, clock() - began, len(outputs_written(s3, output_uri)), total))
+        on_progress(Progress(status, clock() - began, _finished_so_far(s3, output_uri), total))
         if status in TERMINAL:
             return found
         if timeout is not None and clock() - began > timeout:

@@ -146,6 +146,8 @@ class VariantFigures:
     variant: str
     answers: int = 0
     failures: int = 0
+    #: Answered (no failure) but not readable as labels and probabilities: left out of the agreement.
+    unreadable: int = 0
     invocations: float = 0.0
     latency_ms_avg: float | None = None
     latency_ms_max: float | None = None
@@ -182,7 +184,9 @@ class ShadowComparison:
         ]
         for side in (self.production, self.shadow):
             out.append(
-                f"{side.variant:<10} {side.answers} answers captured, {side.failures} failed; "
+                f"{side.variant:<10} {side.answers} answers captured, {side.failures} failed"
+                + (f", {side.unreadable} unreadable (not compared)" if side.unreadable else "")
+                + "; "
                 f"latency avg {ms(side.latency_ms_avg)}, max {ms(side.latency_ms_max)} "
                 f"over {side.invocations:.0f} invocations"
             )
@@ -267,6 +271,12 @@ def _agreement(
 ) -> None:
     agree = rows = 0
     gaps: list[float] = []
+    for side, records in ((result.production, production), (result.shadow, shadow)):
+        side.unreadable = sum(
+            1
+            for r in records.values()
+            if not r["eventMetadata"].get("invocationStatus") and _answer(r) is None
+        )
     for key in production.keys() & shadow.keys():
         mine, theirs = _answer(production[key]), _answer(shadow[key])
         if mine is None or theirs is None or len(mine) != len(theirs):

@@ -25,8 +25,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from botocore.exceptions import ClientError
 
 from mlcycle import lineage as lin
+from mlcycle.aws import s3_absent
 from mlcycle.config import FeatureViewSpec, ProblemConfig
 from mlcycle.data.manifests import manifest_key, upload_id_of
 from mlcycle.features.store import FeatureStore
@@ -42,6 +44,10 @@ MAX_ROWS_WITHOUT_FEATURES = 0.5
 
 class InsufficientDataError(ValueError):
     """Too few curated rows to train on."""
+
+
+class ManifestUnreadableError(RuntimeError):
+    """An upload manifest exists or may exist but could not be read (access denied, throttled, ...)."""
 
 
 @dataclass
@@ -272,7 +278,12 @@ def _dataset_versions(
         key = manifest_key(dataset, upload_id)
         try:
             head = s3.head_object(Bucket=bucket, Key=key)
-        except s3.exceptions.ClientError:
+        except ClientError as error:
+            if not s3_absent(error):  # denied or failed: the lineage would claim data without a manifest
+                raise ManifestUnreadableError(
+                    f"cannot read the upload manifest s3://{bucket}/{key} of the training data: "
+                    f"{error.response.get('Error', {}).get('Code', '')}: {error}"
+                ) from error
             head = None  # curated data written before manifests existed
         versions.append(
             {

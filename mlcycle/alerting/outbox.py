@@ -21,6 +21,7 @@ from mlcycle.alerting import records
 from mlcycle.alerting.model import DeliveryResult, Notification
 from mlcycle.alerting.records import DeliveryRecord, GroupRecord, epoch, n, s, stamp
 from mlcycle.alerting.table import Table, key
+from mlcycle.aws import lost_race
 
 #: Notifications, deliveries and quiet groups stay this long (TTL).
 HISTORY_TTL = timedelta(days=30)
@@ -99,7 +100,9 @@ class Outbox(Table):
                 deliveries.append(record)
         try:
             self.client.transact_write_items(TransactItems=items)
-        except self.client.exceptions.TransactionCanceledException:
+        except self.client.exceptions.TransactionCanceledException as error:
+            if not lost_race(error):  # throttled, too large, invalid: a retry of the event may succeed
+                raise
             return None
         return deliveries
 

@@ -202,7 +202,10 @@ def wait_for_endpoint(clients: Clients, settings: Settings, say: Say, timeout: f
             endpoint: dict[str, Any] = clients.sagemaker.describe_endpoint(
                 EndpointName=settings.endpoint_name
             )
-        except clients.sagemaker.exceptions.ClientError:
+        except clients.sagemaker.exceptions.ClientError as error:
+            # Not there yet (the deploy Lambda is creating it); denied or failed calls are not waited out.
+            if error.response.get("Error", {}).get("Code") != "ValidationException":
+                raise
             return None
         if endpoint["EndpointStatus"] == "Failed":
             raise CycleError(f"endpoint failed: {endpoint.get('FailureReason')}")

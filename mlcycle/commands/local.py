@@ -36,7 +36,12 @@ def cmd_local(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_parser(subparsers: Any) -> None:
     local = subparsers.add_parser("local", help="the embedded AWS as a background service on 127.0.0.1")
-    local.add_argument("action", choices=("up", "down", "status", "reset"))
+    local.add_argument(
+        "action",
+        choices=("up", "down", "status", "reset"),
+        help="status: where it runs, and what its background work lost (events, metrics, capture, logs); "
+        "exit 1 when something was lost, 3 when it does not run",
+    )
     local.add_argument("--port", type=int, default=4566, help="port (default: 4566)")
     local.add_argument("--out", default="cdk.out", help="cloud assembly to provision from (default: cdk.out)")
     local.add_argument("--foreground", action="store_true", help="`up`: stay in the foreground until Ctrl-C")

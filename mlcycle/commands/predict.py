@@ -214,6 +214,8 @@ def _download(s3: Any, output_uri: str, out: Path) -> list[tuple[Path, int]]:
 
     bucket, prefix = split_uri(output_uri.rstrip("/") + "/")
     keys = sorted(outputs_written(s3, output_uri))
+    if not keys:  # the input had objects, so a completed job that wrote no answer lost them
+        raise LookupError(f"the job completed but wrote no .out object under {output_uri}")
     as_directory = len(keys) > 1 or out.is_dir() or str(out).endswith(("/", "\\"))
     written = []
     for key in keys:

@@ -67,6 +67,8 @@ def render(found: dict[str, Any]) -> list[str]:
             f"  {decision.get('decided_at', '')}  {decision.get('action', ''):<9} "
             f"{decision.get('event_type', '')}: {decision.get('reason', '')}"
         )
+        # What went wrong on the way without stopping the decision (a recent window not exported, ...).
+        lines.extend(f"      note: {note}" for note in decision.get("notes") or [])
     return lines
 
 

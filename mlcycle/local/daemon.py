@@ -18,8 +18,12 @@ from pathlib import Path
 
 from mlcycle.application.connect import STATE_DIR, STATE_FILE, alive, read_state
 from mlcycle.config import Settings
+from mlcycle.local import faults
 
 Say = Callable[[str], None]
+
+#: ``status`` lists the newest faults; the file keeps them all.
+FAULTS_SHOWN = 20
 
 
 def serve(settings: Settings, *, port: int, assembly: Path, say: Say) -> int:
@@ -33,6 +37,7 @@ def serve(settings: Settings, *, port: int, assembly: Path, say: Say) -> int:
         state = {
             "pid": os.getpid(),
             "endpoint_url": local.aws.endpoint_url,
+            "work_dir": str(local.aws.ctx.work_dir),
             "platform": local.platform.__dict__,
         }
         STATE_FILE.write_text(json.dumps(state, indent=2))
@@ -99,9 +104,17 @@ def down(*, say: Say) -> int:
 
 
 def status(*, say: Say) -> int:
+    """The state; then what the background work could not do (exit 1 when anything was lost)."""
     state = read_state()
     if state is None:
         say("not running")
         return 3
     say(json.dumps(state, indent=2))
-    return 0
+    found = faults.read(Path(str(state["work_dir"]))) if "work_dir" in state else []
+    if not found:
+        say("faults: none")
+        return 0
+    say(f"faults: {len(found)} (newest last; also in {Path(str(state['work_dir'])) / faults.FAULTS_FILE})")
+    for fault in found[-FAULTS_SHOWN:]:
+        say(f"  {fault.at}  {fault.what}: {fault.error}")
+    return 1

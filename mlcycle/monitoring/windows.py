@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlcycle.aws import lost_race
 from mlcycle.config import Debounce
 
 if TYPE_CHECKING:
@@ -161,7 +162,9 @@ class MonitorState:
         ]
         try:
             self.client.transact_write_items(TransactItems=items)
-        except self.client.exceptions.TransactionCanceledException:
+        except self.client.exceptions.TransactionCanceledException as error:
+            if not lost_race(error):
+                raise
             return False
         return True
 

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from mlcycle.aws import lost_race
 from mlcycle.config import RetrainingSettings, Settings
 
 if TYPE_CHECKING:
@@ -228,7 +229,9 @@ class RetrainingState:
         for attempt in range(ATTEMPTS):
             try:
                 self._count(seen, rows)
-            except self.client.exceptions.TransactionCanceledException:
+            except self.client.exceptions.TransactionCanceledException as error:
+                if not lost_race(error):
+                    raise
                 if self._get(SEEN, event_id) is not None:
                     return False
                 backoff(attempt)
@@ -296,7 +299,9 @@ class RetrainingState:
         ]
         try:
             self.client.transact_write_items(TransactItems=items)
-        except self.client.exceptions.TransactionCanceledException:
+        except self.client.exceptions.TransactionCanceledException as error:
+            if not lost_race(error):
+                raise
             return False
         return True
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mlcycle.local import faults
 from mlcycle.local.cloudwatch.alarms import ALARM, INSUFFICIENT, OK, Publish, PutEvent, Transition
 from mlcycle.local.patching import MethodPatches
 
@@ -219,6 +220,7 @@ class CompositeEvaluator:
         self.put_event = put_event
         self.publish = publish
         self.changed_at: dict[str, datetime] = {}  # alarm name -> when the evaluators last changed it
+        self.unreadable: set[tuple[str, str]] = set()  # (alarm, rule) already reported as a fault
 
     def evaluate(
         self, now: datetime | None = None, changes: list[Transition] | None = None
@@ -256,8 +258,10 @@ class CompositeEvaluator:
     def _evaluate_one(self, alarm: Any, now: datetime, recent: Mapping[str, Transition]) -> Transition | None:
         try:
             rule = parse_rule(alarm.rule)
-        except RuleSyntaxError as error:
-            _LOG.warning("composite alarm %s: %s", alarm.name, error)
+        except RuleSyntaxError as error:  # PutCompositeAlarm refuses these; one may come another way
+            if (alarm.name, alarm.rule) not in self.unreadable:
+                self.unreadable.add((alarm.name, alarm.rule))
+                faults.record(f"composite alarm {alarm.name} is never evaluated", error)
             return None
         new = ALARM if evaluate_rule(rule, self._state_of) else OK
         old = str(alarm.state_value)

@@ -10,11 +10,10 @@ evaluated locally as they are in AWS.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
-_LOG = logging.getLogger(__name__)
+from mlcycle.local import faults
 
 
 def datapoints(line: str) -> list[tuple[str, dict[str, Any]]]:
@@ -54,8 +53,6 @@ def publish(account: str, region: str, log_text: str) -> int:
     for namespace, datum in found:
         try:
             backend.put_metric_data(namespace, [datum])
-        except Exception:  # a malformed datapoint is logged, as CloudWatch drops it with a log entry
-            _LOG.warning(
-                "EMF datapoint %s in %s was not stored", datum.get("MetricName"), namespace, exc_info=True
-            )
+        except Exception as error:  # CloudWatch drops a malformed datapoint too; here it is kept as a fault
+            faults.record(f"EMF datapoint {datum.get('MetricName')} in {namespace} was not stored", error)
     return len(found)

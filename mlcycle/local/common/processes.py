@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
+from mlcycle.local import faults
 from mlcycle.local.common.s3files import boto_client
 from mlcycle.local.context import LocalContext
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_logs.type_defs import InputLogEventTypeDef
 
-log = logging.getLogger(__name__)
 
 #: Seconds a stopped or timed-out job gets between SIGTERM and SIGKILL (AWS gives 120).
 stop_grace_seconds: float = 10.0
@@ -129,5 +128,5 @@ def publish_logs(ctx: LocalContext, group: str, stream: str, events: Sequence[tu
             logs.put_log_events(
                 logGroupName=group, logStreamName=stream, logEvents=batch[start : start + 5_000]
             )
-    except Exception:  # logs are a convenience: never fail a job over them
-        log.warning("could not publish %s/%s to CloudWatch Logs", group, stream, exc_info=True)
+    except Exception as error:  # never fail a job over its logs; their loss is kept where it is seen
+        faults.record(f"log stream {group}/{stream} was not published to CloudWatch Logs", error, ctx)

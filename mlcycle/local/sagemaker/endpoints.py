@@ -36,7 +36,7 @@ from typing import Any
 
 import urllib3
 
-from mlcycle.local import context
+from mlcycle.local import context, faults
 from mlcycle.local.common.s3files import s3_client, split_s3_uri
 from mlcycle.local.common.values import utcnow
 from mlcycle.local.context import LocalContext
@@ -129,8 +129,13 @@ def announce(state: EndpointsState, endpoint: Any) -> None:
             detail=detail,
             resources=[endpoint.arn],
         )
-    except Exception:  # the endpoint changed state all the same; a lost event is said, not raised
-        log.warning("could not announce the state of endpoint %s", endpoint.endpoint_name, exc_info=True)
+    except Exception as error:  # the endpoint changed state all the same: the lost event is kept, not raised
+        # Its deployment outcome (functions/deployment_outcome.py) will not be recorded: say so where seen.
+        faults.record(
+            f"{ENDPOINT_STATE_CHANGE} of {endpoint.endpoint_name} ({endpoint.endpoint_status}) was not put",
+            error,
+            state.ctx,
+        )
 
 
 def fall_back(
@@ -237,12 +242,10 @@ def flush_capture(*, final: bool = False) -> int:
             batch.failed_writes += 1
             if final or batch.failed_writes >= capture_write_attempts:
                 kept = _keep_undelivered(state, key, body)
-                log.error(
-                    "could not write data capture to %s (%s): %d records kept in %s",
-                    key_uri,
+                faults.record(
+                    f"data capture {key_uri} not written: {len(batch.entries)} records kept in {kept}",
                     error,
-                    len(batch.entries),
-                    kept,
+                    state.ctx,
                 )
             else:
                 log.warning("could not write data capture to %s (%s): will retry", key_uri, error)
@@ -262,5 +265,5 @@ def flush_loop(state: EndpointsState) -> None:
     while not state.stopping.wait(capture_flush_seconds):
         try:
             flush_capture()
-        except Exception:
-            log.warning("data capture flush failed", exc_info=True)
+        except Exception as error:  # the loop goes on: the buffer keeps what was not written
+            faults.record("data capture flush failed", error, state.ctx)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 import uuid
@@ -14,13 +13,12 @@ from urllib.parse import unquote
 
 import urllib3
 
+from mlcycle.local import faults
 from mlcycle.local.common.values import utcnow
 from mlcycle.local.sagemaker.capture import Invocation, capture_record
 from mlcycle.local.sagemaker.endpoints import EndpointsState, LiveEndpoint, endpoints_state
 from mlcycle.local.sagemaker.servers import ModelServer
 from mlcycle.local.sagemaker.shadows import copy_share, mirror
-
-log = logging.getLogger(__name__)
 
 #: SageMaker's invocation timeout.
 invocation_timeout: float = 60.0
@@ -121,8 +119,8 @@ def publish_metrics(
         datum.update(Dimensions=dimensions, Timestamp=now)
     try:
         cloudwatch_backends[account][region].put_metric_data("AWS/SageMaker", data)
-    except Exception:  # metrics must never fail an invocation; say so where a person looks
-        log.warning("could not publish the metrics of endpoint %s", endpoint, exc_info=True)
+    except Exception as error:  # metrics must never fail an invocation; say so where a person looks
+        faults.record(f"AWS/SageMaker metrics of endpoint {endpoint} were not stored", error)
 
 
 def _answer(exchange: _Exchange, server: ModelServer, answer: urllib3.BaseHTTPResponse) -> _Response:

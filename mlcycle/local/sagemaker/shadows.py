@@ -10,7 +10,6 @@ metrics published under its own ``VariantName``, as SageMaker does.
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
@@ -20,10 +19,9 @@ from typing import Any
 
 import urllib3
 
+from mlcycle.local import faults
 from mlcycle.local.patching import MethodPatches
 from mlcycle.local.sagemaker.servers import ModelServer
-
-log = logging.getLogger(__name__)
 
 #: Copies in flight per process beyond which further copies are skipped (SageMaker samples too).
 MAX_PENDING_COPIES = 64
@@ -114,8 +112,8 @@ def mirror(
             on_answer(answer.status, answer.data, content_type, time.perf_counter() - started)
         except urllib3.exceptions.HTTPError as error:
             on_answer(502, str(error).encode(), "text/plain", None)
-        except Exception:  # a shadow must never disturb production; its failure is logged, not lost
-            log.exception("shadow copy to %s failed", shadow.variant)
+        except Exception as error:  # a shadow must never disturb production; its failure is kept, not lost
+            faults.record(f"shadow copy to variant {shadow.variant} failed", error)
         finally:
             copies.slots.release()
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcycle.local import faults
 from mlcycle.local.common.processes import UserProcess, publish_logs
 from mlcycle.local.common.s3files import (
     JobSetupError,
@@ -486,5 +487,5 @@ def _emit_training_state(state: JobsState, job: Any) -> None:
     try:
         detail = json_safe(job.response_object)
         put_sagemaker_event(state, "SageMaker Training Job State Change", detail, [job.arn])
-    except Exception:  # an event must never break the job
-        log.warning("could not emit the state change of %s", job.arn, exc_info=True)
+    except Exception as error:  # an event must never break the job; its loss is kept where it is seen
+        faults.record(f"SageMaker Training Job State Change of {job.arn} was not put", error, state.ctx)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import urllib3
 from botocore.exceptions import ClientError
 
+from mlcycle.local import faults
 from mlcycle.local.common.processes import publish_logs
 from mlcycle.local.common.s3files import JobSetupError, s3_client, split_s3_uri, upload_file
 from mlcycle.local.common.values import json_safe, utcnow
@@ -461,8 +462,8 @@ def _emit(state: JobsState, job: Any) -> None:
     """AWS's ``SageMaker Transform Job State Change`` (detail ~ DescribeTransformJob)."""
     try:
         put_sagemaker_event(state, STATE_CHANGE, json_safe(_described(job)), [job.arn])
-    except Exception:  # an event must never break the job
-        log.warning("could not emit the state change of %s", job.arn, exc_info=True)
+    except Exception as error:  # an event must never break the job; its loss is kept where it is seen
+        faults.record(f"{STATE_CHANGE} of {job.arn} was not put", error, state.ctx)
 
 
 def _described(job: Any) -> dict[str, Any]:
