@@ -12,11 +12,11 @@ from pathlib import Path
 
 from mlcycle import aws
 from mlcycle.local import awslambda, cloudwatch, context, events, s3, sagemaker, stepfunctions
-from mlcycle.local.common import faults
+from mlcycle.local.common import fault_injection
 from mlcycle.local.context import LocalContext
 
 #: Each service's patches, installed in this order and uninstalled in the reverse one.
-_PATCHES = (faults, s3, stepfunctions, awslambda, events, sagemaker, cloudwatch)
+_PATCHES = (fault_injection, s3, stepfunctions, awslambda, events, sagemaker, cloudwatch)
 
 
 def free_port() -> int:

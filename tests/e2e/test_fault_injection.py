@@ -28,7 +28,7 @@ from mlcycle.config import Settings
 from mlcycle.data.manifests import manifest_key, read_manifest
 from mlcycle.example import churn
 from mlcycle.local.awslambda import wait_for_async
-from mlcycle.local.common import faults
+from mlcycle.local.common import fault_injection
 from mlcycle.local.context import ACCOUNT_ID
 from mlcycle.local.session import LocalPlatform
 from tests.e2e.helpers import clear_curated, curate, delete, latest_training, of_type, packages, put_upload
@@ -109,15 +109,15 @@ def test_throttled_s3_and_dynamodb_lose_no_row(
     assert wait_for_async(timeout=60)
     bus_events()
     # GIVEN S3 answering SlowDown to the first curated writes, and DynamoDB throttling the lineage table
-    slow = faults.slow_down(times=3, operation="PutObject", bucket=p.curated_bucket)
-    throttled = faults.throttle_dynamodb(times=3, table=p.lineage_table)
+    slow = fault_injection.slow_down(times=3, operation="PutObject", bucket=p.curated_bucket)
+    throttled = fault_injection.throttle_dynamodb(times=3, table=p.lineage_table)
     try:
         # WHEN an upload with one broken row is prepared
         upload_id = put_upload(local, "uploads/churn/throttled.csv", _broken_upload(80, seed=41))
         manifest = _manifest(local, upload_id)
         assert wait_for_async(timeout=60)
     finally:
-        faults.clear()
+        fault_injection.clear()
     # THEN the faults were met, and every row is accounted for, once
     assert (slow.hits, throttled.hits) == (3, 3)
     assert (manifest.rows, manifest.curated_rows, manifest.quarantined_rows) == (80, 79, 1)
@@ -231,7 +231,7 @@ def _training_process(local: LocalPlatform) -> int | None:
 @pytest.fixture(autouse=True)
 def _no_fault_left() -> Iterator[None]:
     yield
-    faults.clear()
+    fault_injection.clear()
 
 
 def test_faults_left_nothing_behind(local: LocalPlatform) -> None:

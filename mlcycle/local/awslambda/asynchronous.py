@@ -14,7 +14,6 @@ As in AWS:
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import uuid
@@ -23,10 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from mlcycle.local import faults
+
 if TYPE_CHECKING:
     from moto.awslambda.models import LambdaFunction
 
-_LOG = logging.getLogger(__name__)
 
 #: Lambda's delays before the first and the second retry of an asynchronous invocation, in seconds.
 RETRY_DELAYS = (60.0, 120.0)
@@ -95,7 +95,7 @@ class AsyncInvoker:
         try:
             payload, errored = self._run(fn, job.event)
         except Exception as exc:  # the emulator itself failed: the invocation counts as failed, not lost
-            _LOG.exception("asynchronous invocation of %s could not run", fn.function_name)
+            faults.record(f"asynchronous invocation of {fn.function_name} could not run", exc)
             payload, errored = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True
         if errored and self._retry(job, config):
             return
@@ -110,23 +110,24 @@ class AsyncInvoker:
             self._done()
 
     def _conclude(self, job: _Job, config: Mapping[str, Any], payload: str, *, success: bool) -> None:
-        """The invocation's last word: its destination, and the dead-letter queue for a failure. AWS
-        counts a record it cannot deliver in the ``DestinationDeliveryFailures`` metric; here it is logged."""
+        """The invocation's last word: its destination, and the dead-letter queue for a failure. A failure
+        with neither is dropped, as in AWS; that, and a record AWS could not deliver (its
+        ``DestinationDeliveryFailures`` metric), is kept where ``mlcycle local status`` shows it."""
         fn = job.function
-        if not success:
-            _LOG.warning(
-                "asynchronous invocation of %s failed after %d attempts: %s",
-                fn.function_name,
-                job.attempt,
-                payload,
-            )
+        has_failure_target = bool(
+            config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            or self.dead_letter_targets.get(fn.function_arn)
+        )
+        if not success and not has_failure_target:
+            what = f"asynchronous invocation of {fn.function_name} dropped after {job.attempt} attempts"
+            faults.record(f"{what} (no OnFailure destination, no dead-letter queue)", payload)
         try:
             _send_to_destination(fn, config, job.event, payload, job.attempt, success=success)
             if not success:
                 self._dead_letter(fn, job.event, payload)
-        except Exception:
-            _LOG.exception(
-                "could not deliver the outcome of an asynchronous invocation of %s", fn.function_name
+        except Exception as exc:
+            faults.record(
+                f"the outcome of an asynchronous invocation of {fn.function_name} not delivered", exc
             )
 
     def _retry(self, job: _Job, config: Mapping[str, Any]) -> bool:

@@ -14,7 +14,6 @@ Retry delays follow the embedded AWS's clock: they are divided by its ``time_sca
 from __future__ import annotations
 
 import json
-import logging
 import random
 import threading
 import time
@@ -22,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_LOG = logging.getLogger(__name__)
+from mlcycle.local import faults
 
 DEFAULT_RETRIES = 185
 DEFAULT_MAX_AGE_SECONDS = 24 * 3600
@@ -132,14 +131,8 @@ class RetryingDelivery:
         queue = (delivery.target.get("DeadLetterConfig") or {}).get("Arn")
         target_arn = str(delivery.target["Arn"])
         if not queue:
-            _LOG.error(
-                "event from %s to %s dropped after %d attempts (%s): %s; the target has no dead-letter queue",
-                delivery.source,
-                target_arn,
-                delivery.attempts,
-                condition,
-                exc,
-            )
+            what = f"event from {delivery.source} to {target_arn} dropped after {delivery.attempts} attempts"
+            faults.record(f"{what} ({condition or 'not retried'}; the target has no dead-letter queue)", exc)
             return
         attributes = {
             "RULE_ARN": delivery.source,
@@ -153,12 +146,9 @@ class RetryingDelivery:
         body = delivery.payload if isinstance(delivery.payload, str) else json.dumps(delivery.payload)
         try:
             self._dead_letter_to(str(queue), body, attributes)
-        except Exception:  # AWS drops it too (and counts it in InvocationsFailedToBeSentToDlq)
-            _LOG.exception(
-                "event from %s to %s could not reach its dead-letter queue %s",
-                delivery.source,
-                target_arn,
-                queue,
+        except Exception as failure:  # AWS drops it too (and counts it in InvocationsFailedToBeSentToDlq)
+            faults.record(
+                f"event from {delivery.source} to {target_arn} lost: its dead-letter queue {queue}", failure
             )
 
 

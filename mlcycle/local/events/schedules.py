@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from mlcycle.local import faults
 from mlcycle.local.context import LocalContext
 from mlcycle.local.events.cron import next_fire
 from mlcycle.local.events.delivery import deliver, json_or_text
@@ -135,13 +136,15 @@ class Ticker:
         while not self._stopped.wait(TICK_SECONDS):
             try:
                 self.tick(self._clock.advance(self._ctx.time_scale))
-            except Exception:  # a bad schedule must not stop the others from firing
-                _LOG.exception("scheduled events tick failed")
+            except Exception as exc:  # a bad schedule must not stop the others from firing
+                faults.record("scheduled events tick failed", exc, self._ctx)
             for work in list(self.periodic):
                 try:
                     work(datetime.now(UTC))
-                except Exception:  # one service's failure must not stop the others' work
-                    _LOG.exception("periodic work %s failed", getattr(work, "__qualname__", work))
+                except Exception as exc:  # one service's failure must not stop the others' work
+                    faults.record(
+                        f"periodic work {getattr(work, '__qualname__', work)} failed", exc, self._ctx
+                    )
 
     def tick(self, now: datetime) -> None:
         seen = set()
@@ -165,13 +168,13 @@ class Ticker:
         _LOG.info("firing %s (%s)", item.key.split("|", 1)[0], item.expression)
         try:
             item.fire(due)
-        except Exception:  # already rescheduled: a failing target fails once per firing, not per tick
-            _LOG.exception("scheduled delivery of %s failed", item.key.split("|", 1)[0])
+        except Exception as exc:  # already rescheduled: a failing target fails once per firing, not per tick
+            faults.record(f"scheduled delivery of {item.key.split('|', 1)[0]} failed", exc)
 
 
 def _next_or_none(item: _Due, after: datetime) -> datetime | None:
     try:
         return next_fire(item.expression, after, item.zone)
     except (ValueError, KeyError) as exc:  # KeyError: unknown time zone
-        _LOG.warning("%s never fires: %s", item.key.split("|", 1)[0], exc)
+        faults.record(f"{item.key.split('|', 1)[0]} never fires", exc)
         return None

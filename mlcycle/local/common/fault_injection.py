@@ -1,6 +1,6 @@
 """Fault injection in the embedded AWS: answer chosen requests with the errors AWS answers under load.
 
-A :class:`Fault` names a service (the signing name in the request's credential scope: ``s3``,
+An :class:`InjectedFault` names a service (the signing name in the request's credential scope: ``s3``,
 ``dynamodb``, ``states``...), optionally an operation (``PutObject``, ``PutItem``...) and a text the
 request's path must contain (a bucket, a table in the body), and how many matching requests fail. Each
 failing request gets the service's own error shape, so SDK clients react as to AWS: boto3 retries S3's
@@ -36,7 +36,7 @@ _S3_BUCKET = {"GET": "ListObjects", "PUT": "CreateBucket", "HEAD": "HeadBucket",
 
 
 @dataclass
-class Fault:
+class InjectedFault:
     """``times`` matching requests fail with ``code`` (HTTP ``status``); ``hits`` counts those that did."""
 
     service: str
@@ -59,7 +59,7 @@ class FaultsState:
     """The injected faults, and moto's server application call they wrap."""
 
     original: Callable[..., Any]
-    faults: list[Fault] = field(default_factory=list)
+    faults: list[InjectedFault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -71,21 +71,21 @@ def inject(
     times: int,
     operation: str | None = None,
     contains: str | None = None,
-) -> Fault:
+) -> InjectedFault:
     """Make the next ``times`` matching requests fail; returns the fault (its ``hits`` grow as they do)."""
-    fault = Fault(service, code, status, times, operation, contains)
+    fault = InjectedFault(service, code, status, times, operation, contains)
     state = context.installed(FaultsState)
     with state.lock:
         state.faults.append(fault)
     return fault
 
 
-def slow_down(*, times: int, operation: str | None = None, bucket: str | None = None) -> Fault:
+def slow_down(*, times: int, operation: str | None = None, bucket: str | None = None) -> InjectedFault:
     """S3 throttling: ``503 SlowDown``."""
     return inject("s3", "SlowDown", status=503, times=times, operation=operation, contains=bucket)
 
 
-def throttle_dynamodb(*, times: int, operation: str | None = None, table: str | None = None) -> Fault:
+def throttle_dynamodb(*, times: int, operation: str | None = None, table: str | None = None) -> InjectedFault:
     """DynamoDB throttling: ``400 ProvisionedThroughputExceededException``."""
     code = "ProvisionedThroughputExceededException"
     return inject("dynamodb", code, status=400, times=times, operation=operation, contains=table)
@@ -118,7 +118,7 @@ def _identify(environ: dict[str, Any], body: bytes) -> tuple[str, str, str]:
     return service, operation, path
 
 
-def _error(service: str, fault: Fault) -> tuple[str, bytes, str]:
+def _error(service: str, fault: InjectedFault) -> tuple[str, bytes, str]:
     """Status line, body and content type in the service's protocol."""
     status = f"{fault.status} {'Service Unavailable' if fault.status == 503 else 'Error'}"
     if service == "s3":

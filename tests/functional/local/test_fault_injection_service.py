@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mlcycle.local.common import faults
+from mlcycle.local.common import fault_injection
 from mlcycle.local.server import EmbeddedAws
 
 Client = Callable[[str], Any]
@@ -20,7 +20,7 @@ Client = Callable[[str], Any]
 @pytest.fixture(autouse=True)
 def no_faults_left() -> Iterator[None]:
     yield
-    faults.clear()
+    fault_injection.clear()
 
 
 def _client(aws: EmbeddedAws, service: str, attempts: int) -> Any:
@@ -34,7 +34,7 @@ def test_s3_slow_down_is_retried_by_the_sdk(embedded_aws: EmbeddedAws) -> None:
     bucket, other = f"faulty-{uuid.uuid4().hex[:8]}", f"calm-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     s3.create_bucket(Bucket=other)
-    fault = faults.slow_down(times=2, operation="PutObject", bucket=bucket)
+    fault = fault_injection.slow_down(times=2, operation="PutObject", bucket=bucket)
     # WHEN an object is put there with a client that retries
     s3.put_object(Bucket=other, Key="k", Body=b"untouched")
     s3.put_object(Bucket=bucket, Key="k", Body=b"through")
@@ -47,7 +47,7 @@ def test_s3_slow_down_reaches_a_client_that_does_not_retry(embedded_aws: Embedde
     s3 = _client(embedded_aws, "s3", attempts=1)
     bucket = f"faulty-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
-    faults.slow_down(times=1, bucket=bucket)
+    fault_injection.slow_down(times=1, bucket=bucket)
     with pytest.raises(ClientError) as raised:
         s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     assert raised.value.response["Error"]["Code"] == "SlowDown"
@@ -63,10 +63,10 @@ def test_dynamodb_throttling_is_retried_or_surfaces(embedded_aws: EmbeddedAws) -
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    fault = faults.throttle_dynamodb(times=3, operation="PutItem", table=table)
+    fault = fault_injection.throttle_dynamodb(times=3, operation="PutItem", table=table)
     patient.put_item(TableName=table, Item={"pk": {"S": "a"}})
     assert fault.hits == 3
-    faults.throttle_dynamodb(times=1, operation="PutItem", table=table)
+    fault_injection.throttle_dynamodb(times=1, operation="PutItem", table=table)
     with pytest.raises(ClientError) as raised:
         impatient.put_item(TableName=table, Item={"pk": {"S": "b"}})
     assert raised.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
