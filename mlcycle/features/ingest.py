@@ -68,7 +68,7 @@ def ingest_rows(
         written = store.offline.write_prepared(view, typed, batch_id=batch_id, skipped=skipped)
         report = ViewIngest(view.name, written.rows, written.skipped_rows, list(written.partitions))
         if view.compact:
-            report.snapshot_rows = store.offline.compact(view, store.contract(view))
+            report.snapshot_rows = store.offline.compact(view, store.contract(view), added=written.keys)
         if view.online and store.online is not None:
             online = store.online.write(view, typed, stamp)
             report.online_written, report.online_stale = online.written, online.stale

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -202,6 +202,8 @@ class WrittenBatch:
     skipped_rows: int
     partitions: tuple[str, ...]
     uris: tuple[str, ...]
+    #: The objects' keys in the store (what :meth:`OfflineStore.compact` adds to a snapshot).
+    keys: tuple[str, ...] = ()
 
 
 class OfflineStore:
@@ -233,17 +235,18 @@ class OfflineStore:
     ) -> WrittenBatch:
         """Rows already shaped by :func:`prepare_rows` -> one object per event date, named after the batch."""
         dates = pc.strftime(table[spec.event_timestamp], format="%Y-%m-%d")
-        uris, partitions = [], sorted(set(dates.to_pylist()))
+        keys, partitions = [], sorted(set(dates.to_pylist()))
         for day in partitions:
             part = table.filter(pc.equal(dates, day))
             buffer = io.BytesIO()
             pq.write_table(part, buffer, compression="zstd")
             key = f"{spec.name}/{PARTITION_COLUMN}={day}/{batch_id}.parquet"
             self.objects.put(key, buffer.getvalue())
-            uris.append(self.objects.uri(key))
+            keys.append(key)
         if self.glue is not None and partitions:
             self.register_partitions(spec, partitions)
-        return WrittenBatch(spec.name, table.num_rows, skipped, tuple(partitions), tuple(uris))
+        uris = tuple(self.objects.uri(key) for key in keys)
+        return WrittenBatch(spec.name, table.num_rows, skipped, tuple(partitions), uris, tuple(keys))
 
     def read(
         self, spec: FeatureViewSpec, contract: DatasetContract, dates: tuple[str, str] | None = None
@@ -254,12 +257,25 @@ class OfflineStore:
 
     # --- snapshots (see mlcycle.features.snapshots) -------------------------------------------------------
 
-    def compact(self, spec: FeatureViewSpec, contract: DatasetContract) -> int:
-        """Rebuild the view's snapshot from every partition object it has now; the rows it holds."""
+    def compact(self, spec: FeatureViewSpec, contract: DatasetContract, added: Sequence[str] = ()) -> int:
+        """Bring the view's snapshot up to every partition object it has now; the rows it holds.
+
+        When the current snapshot was built from exactly the objects there are now except the new ones
+        in ``added`` (the batch just written), the new snapshot is that snapshot plus those objects' rows:
+        one read of the snapshot instead of one of every partition object, which grows with every batch.
+        Otherwise (a rewritten object, a failed compaction) it is rebuilt from all of them.
+        """
         listing = self._partition_listing(spec)
         schema = arrow_schema(spec, contract)
-        rows = self.objects.read(list(listing), schema)
-        table = snapshots.build(spec, rows, snapshots.fingerprint(listing, schema))
+        sources = snapshots.fingerprint(listing, schema)
+        new = [key for key in added if key in listing]
+        before = {key: tag for key, tag in listing.items() if key not in set(new)}
+        previous = self._current_snapshot(spec, snapshots.fingerprint(before, schema)) if new else None
+        if previous is not None:
+            rows = pa.concat_tables([previous.rows.cast(schema), self.objects.read(new, schema)])
+        else:
+            rows = self.objects.read(list(listing), schema)
+        table = snapshots.build(spec, rows, sources)
         self.objects.put(snapshots.snapshot_key(spec.name), snapshots.to_bytes(table))
         return int(table.num_rows)
 

@@ -130,3 +130,35 @@ def test_snapshots_and_partitions_give_the_same_rows(tmp_path: Path, settings: S
     by_duckdb = duckdb.get_historical_features(entity).sort_by("row").to_pandas()
     pd.testing.assert_frame_equal(by_duckdb, from_snapshots.to_pandas())
     assert from_snapshots["tenure_months"].null_count < 500
+
+
+def test_ingestion_adds_its_batch_to_the_snapshot_without_reading_older_partitions(
+    tmp_path: Path, settings: Settings, monkeypatch: Any
+) -> None:
+    # GIVEN a store with three batches ingested (snapshots kept)
+    store = _local_store(tmp_path, settings)
+    frames = _batches(100, 4)
+    _ingest(store, frames[:3])
+    objects = store.offline.objects
+    read: list[str] = []
+    original = objects.read
+
+    def counted(keys: list[str], schema: pa.Schema) -> pa.Table:
+        read.extend(keys)
+        return original(keys, schema)
+
+    monkeypatch.setattr(objects, "read", counted)
+    # WHEN a fourth batch is ingested
+    ingest_rows(store, "churn", frames[3], batch_id="b3", ingested_at=T0 + timedelta(days=60, minutes=3))
+    # THEN only its own partition objects were read to bring the snapshots up to date
+    assert read and all(key.endswith("/b3.parquet") for key in read)
+    # AND each snapshot is the one a rebuild from every partition gives
+    monkeypatch.setattr(objects, "read", original)
+    for view in store.views:
+        contract = store.contract(view)
+        incremental = store.offline.snapshot(view, contract)
+        assert incremental is not None
+        (tmp_path / snapshot_key(view.name)).unlink()
+        store.offline.compact(view, contract)
+        rebuilt = store.offline.snapshot(view, contract)
+        assert rebuilt is not None and rebuilt.table.equals(incremental.table)
