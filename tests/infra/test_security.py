@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 
-from infra.app_builder import synth
+from infra.app_builder import FEATURE_FLAGS, compose, synth_and_check
 from infra.checkov import ACKNOWLEDGMENTS
 from mlcycle.config import Settings
 from mlcycle.security import CODE_CHANNEL, SecuritySettings, VpcSettings
@@ -226,9 +227,12 @@ def test_the_data_key_has_the_alias_deployments_name_it_by(synthesized: Synthesi
 @pytest.fixture(scope="module")
 def vpc_template(infra_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     settings = infra_settings.model_copy(update={"security": SecuritySettings(vpc=VPC)})
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CDK_VALIDATION", "false")
-        path: Path = synth(settings, tmp_path_factory.mktemp("vpc"))  # cdk-nag and cfn-lint gate it
+    # The gates (cdk-nag while synthesizing, then cfn-lint) without bundling the assets: none is read here.
+    app = cdk.App(
+        outdir=str(tmp_path_factory.mktemp("vpc")),
+        context={**FEATURE_FLAGS, "aws:cdk:bundling-stacks": []},
+    )
+    path = synth_and_check(app, compose(app, settings))
     document: dict[str, Any] = json.loads(path.read_text())
     document["__path__"] = str(path)
     return document
@@ -257,9 +261,11 @@ def test_with_a_vpc_functions_and_jobs_run_in_it_and_training_is_isolated(
     assert train["EnableNetworkIsolation"] is True
     assert train["VpcConfig"]["Subnets"] == list(VPC.subnet_ids)
     assert "sg-0c3d4e5f" in json.dumps(train["VpcConfig"]["SecurityGroupIds"])
-    assert CODE_CHANNEL in [c["ChannelName"] for c in train["InputDataConfig"]]
+    [code] = [c for c in train["InputDataConfig"] if c["ChannelName"] == CODE_CHANNEL]
+    # The toolkit extracts the sourcedir from where SageMaker put the channel's one object.
     submit = train["HyperParameters"]["sagemaker_submit_directory"]
-    assert submit.startswith(f"/opt/ml/input/data/{CODE_CHANNEL}/") and submit.endswith(".gz")
+    assert submit.startswith(f"/opt/ml/input/data/{CODE_CHANNEL}/")
+    assert code["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"  # the one sourcedir object
     evaluate = states["EvaluateModel"]["Parameters"]
     assert evaluate["NetworkConfig"] == {"EnableNetworkIsolation": True, "VpcConfig": VPC.sagemaker()}
 
