@@ -10,9 +10,10 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_dynamodb as dynamodb
 
 from infra.app_builder import FEATURE_FLAGS, compose, synth_and_check
-from infra.checkov import ACKNOWLEDGMENTS
+from infra.checkov import ACKNOWLEDGMENTS, CheckovAcknowledgments
 from mlcycle.config import Settings
 from mlcycle.security import CODE_CHANNEL, SecuritySettings, VpcSettings
 from tests.infra import checkov
@@ -277,3 +278,28 @@ def test_with_a_vpc_checkov_still_finds_no_unacknowledged_failure(vpc_template: 
     # In the VPC, only the CDK's deploy-time handler remains outside it.
     outside = [s["resource"] for s in report["results"]["skipped_checks"] if s["check_id"] == "CKV_AWS_117"]
     assert len(outside) == 1 and "BucketNotificationsHandler" in outside[0]
+
+
+def test_the_gate_gates_and_acknowledgments_follow_properties(
+    tmp_path: Path, infra_settings: Settings
+) -> None:
+    # GIVEN two tables without point-in-time recovery, one of them of expiring records (TTL), with the
+    # stack's acknowledgments
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Bare")
+    for id, ttl in (("Expiring", "expiration"), ("Kept", None)):
+        dynamodb.Table(
+            stack,
+            id,
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute=ttl,
+        )
+    cdk.Aspects.of(stack).add(CheckovAcknowledgments(infra_settings))
+    app.synth()
+    # WHEN checkov scans the template
+    report = checkov.scan(tmp_path / "Bare.template.json")
+    failed = [f["resource"] for f in report["results"]["failed_checks"] if f["check_id"] == "CKV_AWS_28"]
+    skipped = [s["resource"] for s in report["results"]["skipped_checks"] if s["check_id"] == "CKV_AWS_28"]
+    # THEN the kept table's missing recovery fails the gate; the expiring table's is acknowledged
+    assert len(failed) == 1 and "Kept" in failed[0]
+    assert len(skipped) == 1 and "Expiring" in skipped[0]
