@@ -14,6 +14,7 @@ from constructs import Construct
 
 from infra.gates import acknowledge
 from mlcycle.config import Settings
+from mlcycle.security import data_key_alias
 
 #: Prefix of the curated bucket where rows that fail their contract go.
 QUARANTINE_PREFIX = "quarantine/"
@@ -41,6 +42,9 @@ class DataLake(Construct):
             enable_key_rotation=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+        # Deployments name the key by this alias in endpoint configs (mlcycle.deployment.volume_key): the
+        # settings bundled with the functions cannot hold the key's ARN, which CloudFormation makes.
+        self.key.add_alias(data_key_alias(settings.prefix))
         self._allow_service_use_of_key()
         self.access_logs = self._access_log_bucket()
         self.landing = self._bucket("Landing", transition_to_ia=True)

@@ -21,7 +21,7 @@ from constructs import Construct
 
 from infra import env
 from infra.data_lake import DataLake
-from infra.functions import FunctionFactory, encrypted_log_group
+from infra.functions import RESERVED_CONCURRENCY, THROTTLED, FunctionFactory, encrypted_log_group
 from infra.gates import acknowledge, iam5_actions, iam5_arn, iam5_resource, ignore_redundant_depends_on
 from infra.lineage import Lineage
 from infra.queues import dead_letter_queue
@@ -39,6 +39,12 @@ IDEMPOTENCY_KEY = "id"
 IDEMPOTENCY_TTL = "expiration"
 #: Chunks checked at once by the Distributed Map (each is one function run).
 CHUNK_CONCURRENCY = 20
+
+
+def _retry_throttled(task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
+    """Several large uploads at once may use a function's whole reserved concurrency: wait for it."""
+    task.add_retry(errors=[THROTTLED], interval=cdk.Duration.seconds(5), max_attempts=6, backoff_rate=2)
+    return task
 
 
 class DataPreparation(Construct):
@@ -182,6 +188,8 @@ class DataPreparation(Construct):
                 handler=f"functions.large_upload.{handler}",
                 description=what,
                 environment=environment,
+                # Each chunk of the Distributed Map is one run: a full map must not wait on the reservation.
+                reserved_concurrency=CHUNK_CONCURRENCY if handler == "chunk" else RESERVED_CONCURRENCY,
             )
             lake.landing.grant_read(fn)
             built.append(fn)
@@ -216,11 +224,16 @@ class DataPreparation(Construct):
             result_path=sfn.JsonPath.DISCARD,
         )
         check.item_processor(
-            tasks.LambdaInvoke(self, "Check", lambda_function=self.check_chunk, payload_response_only=True)
+            _retry_throttled(
+                tasks.LambdaInvoke(
+                    self, "Check", lambda_function=self.check_chunk, payload_response_only=True
+                )
+            )
         )
-        finish = tasks.LambdaInvoke(
-            self, "Finish", lambda_function=self.finish_upload, payload_response_only=True
+        finish = _retry_throttled(
+            tasks.LambdaInvoke(self, "Finish", lambda_function=self.finish_upload, payload_response_only=True)
         )
+        _retry_throttled(plan)
         log_group = encrypted_log_group(self, "LargeUploadLogs", settings=self._settings, key=self._lake.key)
         machine = sfn.StateMachine(
             self,

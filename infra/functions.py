@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -13,10 +14,17 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra import network
 from infra.bundling import REPO_ROOT, lambda_code
 from infra.gates import acknowledge, ignore_redundant_depends_on
 from mlcycle.config import Settings
+from mlcycle.security import VpcSettings
 
+#: Reserved concurrency of a function unless its construct asks for another (settings can turn all off).
+RESERVED_CONCURRENCY = 5
+#: The error Lambda throws when a function's reserved concurrency is all in use: Step Functions tasks
+#: retry it (the CDK's LambdaInvoke retries only Lambda's service errors).
+THROTTLED = "Lambda.TooManyRequestsException"
 #: Publisher account of AWS's managed "AWS SDK for pandas" layers in the commercial regions.
 PANDAS_LAYER_ACCOUNT = "336392948345"
 
@@ -106,8 +114,16 @@ class FunctionFactory(Construct):
         environment: Mapping[str, str],
         on_failure: lambda_.IDestination | None = None,
         retry_attempts: int | None = None,
+        reserved_concurrency: int = RESERVED_CONCURRENCY,
     ) -> lambda_.Function:
-        """One function in ``scope`` with its own role (logs scoped to its own log group) and log group."""
+        """One function in ``scope`` with its own role (logs scoped to its own log group) and log group,
+        its environment encrypted with the platform's key, in the settings' VPC if any.
+
+        ``reserved_concurrency`` (unless the settings turn reservations off): at most this many run at
+        once, and as many are always available to it. Step Functions tasks that invoke it retry
+        ``Lambda.TooManyRequestsException`` (:data:`THROTTLED`); asynchronous invocations wait in Lambda's
+        queue.
+        """
         settings = self._settings
         log_group = encrypted_log_group(scope, f"{id}Logs", settings=settings, key=self._key)
         role = iam.Role(scope, f"{id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
@@ -130,10 +146,28 @@ class FunctionFactory(Construct):
             environment=dict(environment),
             on_failure=on_failure,
             retry_attempts=retry_attempts,
+            environment_encryption=self._key,
+            reserved_concurrent_executions=(
+                reserved_concurrency if settings.security.reserved_concurrency else None
+            ),
         )
+        # Lambda decrypts the environment with the execution role's permissions at each cold start.
+        self._key.grant_decrypt(role)
+        if settings.security.vpc is not None:
+            self._place_in_vpc(fn, role, settings.security.vpc)
         _acknowledge_function_findings(fn, role)
         ignore_redundant_depends_on(fn)
         return fn
+
+    @staticmethod
+    def _place_in_vpc(fn: lambda_.Function, role: iam.Role, vpc: VpcSettings) -> None:
+        """The settings' existing subnets and security groups (ids, not lookups: the synth calls no AWS),
+        and AWSLambdaVPCAccessExecutionRole's network-interface permissions, scoped to them."""
+        cfn = cast(lambda_.CfnFunction, fn.node.default_child)
+        cfn.vpc_config = lambda_.CfnFunction.VpcConfigProperty(
+            subnet_ids=list(vpc.subnet_ids), security_group_ids=list(vpc.security_group_ids)
+        )
+        network.grant_network_interfaces(role, vpc, network.LAMBDA_INTERFACE_ACTIONS)
 
 
 def _acknowledge_function_findings(fn: lambda_.Function, role: iam.Role) -> None:

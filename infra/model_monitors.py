@@ -141,6 +141,7 @@ class ModelMonitors(Construct):
     ) -> None:
         self.table.grant_read_write_data(fn)
         data_lake.monitoring.grant_read_write(fn)  # capture in, reports out
+        serving.endpoint_key.grant_decrypt(fn)  # capture is encrypted with the endpoint's key
         data_lake.artifacts.grant_read(fn)  # the models' drift references
         registry.grant_describe(fn)
         serving.grant_read_endpoint(fn)

@@ -14,6 +14,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
@@ -32,7 +33,8 @@ RETRY_ATTEMPTS = 2
 
 class Serving(Construct):
     """Attributes: ``deploy_model`` and ``deployment_outcome`` (the functions), ``approved`` and
-    ``state_changed`` (their rules), ``dead_letters``.
+    ``state_changed`` (their rules), ``dead_letters``, ``endpoint_key`` (of the endpoints' volumes and
+    data capture).
 
     Grants on the endpoint and the per-version models and endpoint configs it serves: ``grant_deploy``
     (create and update them), ``grant_conclude_deployments`` (read them and clear the deployment's tag).
@@ -69,6 +71,7 @@ class Serving(Construct):
             on_failure=destinations.SqsDestination(self.dead_letters),
             retry_attempts=RETRY_ATTEMPTS,
         )
+        self.endpoint_key = self._endpoint_key(data_lake)
         self._grant_deploy_model(registry, sagemaker_role)
         self.deployment_outcome = self._outcome_function(settings, functions, registry, bus)
         self.approved = events.Rule(
@@ -131,9 +134,19 @@ class Serving(Construct):
         )
         return fn
 
+    def _endpoint_key(self, data_lake: DataLake) -> kms.IKey:
+        """The key of the endpoints' volumes and capture (mlcycle.security): the settings' or our data key."""
+        arn = self._settings.security.endpoint_kms_key_arn
+        return kms.Key.from_key_arn(self, "EndpointKey", arn) if arn else data_lake.key
+
     def _grant_deploy_model(self, registry: ModelRegistry, sagemaker_role: iam.IRole) -> None:
         # SageMaker reads the model and writes capture data with the execution role, not with ours.
         fn = self.deploy_model
+        key = self.endpoint_key
+        # Capture objects are encrypted with the endpoint key; SageMaker creates a grant on it for the
+        # instances' volumes on behalf of whoever creates or updates the endpoint.
+        key.grant_encrypt_decrypt(sagemaker_role)
+        key.grant(fn, "kms:CreateGrant", "kms:DescribeKey")
         sagemaker_role.grant_pass_role(fn.grant_principal)
         self.grant_deploy(fn)
         registry.grant_describe(fn)

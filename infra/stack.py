@@ -7,6 +7,7 @@ from constructs import Construct
 
 from infra.alert_router import AlertRouter
 from infra.alerting import Alerting
+from infra.checkov import CheckovAcknowledgments
 from infra.data_lake import DataLake
 from infra.data_preparation import DataPreparation
 from infra.endpoint_alarms import EndpointAlarms
@@ -158,6 +159,7 @@ class MlcycleStack(cdk.Stack):
         )
         self.model_monitors.add_to(self.monitoring.dashboard)
         self._outputs()
+        cdk.Aspects.of(self).add(CheckovAcknowledgments(settings))
 
     def _outputs(self) -> None:
         """Names the CLI, the local runtime and operators need (the application layer's Platform)."""

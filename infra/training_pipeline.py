@@ -22,10 +22,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra import env
+from infra import env, network
 from infra.bundling import REPO_ROOT, SourceDirBundle, sourcedir_bundling
 from infra.data_lake import DataLake
-from infra.functions import FunctionFactory, encrypted_log_group
+from infra.functions import THROTTLED, FunctionFactory, encrypted_log_group
 from infra.gates import (
     acknowledge,
     grantee_scope,
@@ -40,6 +40,7 @@ from infra.registry import ModelRegistry
 from mlcycle import pipeline_runs
 from mlcycle.config import Settings
 from mlcycle.retraining.controller import RECENT_WINDOWS_PREFIX
+from mlcycle.security import CODE_CHANNEL
 
 #: SageMaker's limits: job names of 63 characters, hyperparameter values of 2,500.
 MAX_JOB_NAME = 63
@@ -73,6 +74,12 @@ SAGEMAKER_TRANSIENT_ERRORS = (
 
 
 _Task = TypeVar("_Task", bound=sfn.TaskStateBase)
+
+
+def _retry_throttled(task: _Task) -> _Task:
+    """Retry a function whose reserved concurrency is in use by other runs (infra.functions.THROTTLED)."""
+    task.add_retry(errors=[THROTTLED], interval=cdk.Duration.seconds(5), max_attempts=6, backoff_rate=2)
+    return task
 
 
 def training_job_name_prefix(settings: Settings) -> str:
@@ -178,6 +185,10 @@ class TrainingPipeline(Construct):
             )
         )
         self._acknowledge_sagemaker_role(role)
+        if self._settings.security.vpc is not None:
+            network.grant_network_interfaces(
+                role, self._settings.security.vpc, network.SAGEMAKER_INTERFACE_ACTIONS
+            )
         return role
 
     def _acknowledge_sagemaker_role(self, role: iam.Role) -> None:
@@ -540,7 +551,7 @@ class TrainingPipeline(Construct):
             payload_response_only=True,
             result_path=result_path,
         )
-        return self._catch(task)
+        return self._catch(_retry_throttled(task))
 
     def _failure_path(self) -> sfn.IChainable:
         """ReportFailure (report + event) -> Fail with the original error and cause."""
@@ -561,7 +572,7 @@ class TrainingPipeline(Construct):
             result_path="$.failure_report",
         )
         # A report that cannot be written must not hide the original failure.
-        report.add_catch(failed, result_path="$.report_error")
+        _retry_throttled(report).add_catch(failed, result_path="$.report_error")
         return report.next(failed)
 
     def _catch(self, task: _Task) -> _Task:
@@ -649,6 +660,8 @@ class TrainingPipeline(Construct):
                     }
                 },
                 "StoppingCondition": {"MaxRuntimeInSeconds": MAX_EVALUATION_RUNTIME.to_seconds()},
+                # evaluate.py gets its code, model and sets as inputs: isolation costs it nothing.
+                **network.processing_network(settings.security.vpc),
             },
             result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
             result_path="$.evaluation_job_created",
@@ -669,7 +682,8 @@ class TrainingPipeline(Construct):
 
     def _train(self) -> tasks.SageMakerCreateTrainingJob:
         settings, lake = self._settings, self._lake
-        return tasks.SageMakerCreateTrainingJob(
+        vpc = settings.security.vpc
+        task = tasks.SageMakerCreateTrainingJob(
             self,
             "TrainModel",
             integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
@@ -682,7 +696,11 @@ class TrainingPipeline(Construct):
                 training_input_mode=tasks.InputMode.FILE,
             ),
             hyperparameters=self._hyperparameters(),
-            input_data_config=[self._channel("train"), self._channel("test")],
+            input_data_config=[
+                self._channel("train"),
+                self._channel("test"),
+                *([self._code_channel()] if settings.security.network_isolation else []),
+            ],
             output_data_config=tasks.OutputDataConfig(
                 s3_output_location=S3Uri(lake.artifacts.s3_url_for_object(TRAINING_JOBS_PREFIX)),
                 encryption_key=lake.key,
@@ -694,8 +712,31 @@ class TrainingPipeline(Construct):
                 volume_encryption_key=lake.key,
             ),
             stopping_condition=tasks.StoppingCondition(max_runtime=MAX_TRAINING_RUNTIME),
+            # train.py reads its channels and writes the model: it needs no network of its own.
+            enable_network_isolation=settings.security.network_isolation or None,
+            vpc_config=network.training_vpc_config(self, vpc) if vpc else None,
             result_path="$.training_job",
         )
+        if vpc is not None:
+            network.add_security_groups(task, vpc)
+        return task
+
+    def _code_channel(self) -> tasks.Channel:
+        """The sourcedir as input data: an isolated container cannot download it from S3 itself."""
+        return tasks.Channel(
+            channel_name=CODE_CHANNEL,
+            data_source=tasks.DataSource(
+                s3_data_source=tasks.S3DataSource(
+                    s3_location=S3Uri(self.sourcedir.s3_object_url), s3_data_type=tasks.S3DataType.S3_PREFIX
+                )
+            ),
+        )
+
+    def _submit_directory(self) -> str:
+        """Where the training toolkit finds the code: in S3, or in the code channel when isolated."""
+        if self._settings.security.network_isolation:
+            return f"/opt/ml/input/data/{CODE_CHANNEL}/{self.sourcedir.s3_object_key}"
+        return self.sourcedir.s3_object_url
 
     def _hyperparameters(self) -> dict[str, str]:
         problem = self._settings.problem.model_dump_json()
@@ -708,7 +749,7 @@ class TrainingPipeline(Construct):
             )
         return {
             "sagemaker_program": "train.py",
-            "sagemaker_submit_directory": self.sourcedir.s3_object_url,
+            "sagemaker_submit_directory": self._submit_directory(),
             "sagemaker_region": cdk.Stack.of(self).region,
             "mlcycle_problem": problem,
             "mlcycle_tests": tests,  # the pre-training tests run in the job, before fitting

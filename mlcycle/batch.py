@@ -141,7 +141,7 @@ def ensure_model(
 ) -> str:
     """The version's SageMaker model (created if absent, under the name deploying it gives it)."""
     name, _config = deployment.names(settings, package["ModelPackageArn"])
-    deployment.ensure_model(sagemaker, name, package, role_arn)
+    deployment.ensure_model(sagemaker, name, package, role_arn, settings)
     return name
 
 

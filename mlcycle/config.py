@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlcycle.security import SecuritySettings
+
 #: The file the CLI and the CDK app read when no other is named.
 DEFAULT_CONFIG_FILE = "mlcycle.toml"
 #: The name of the resolved config document bundled next to Lambda code.
@@ -524,6 +526,7 @@ class Settings(_Model):
     retraining: RetrainingSettings = RetrainingSettings()
     model_tests: ModelTestsSettings = ModelTestsSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    security: SecuritySettings = SecuritySettings()
     #: SageMaker scikit-learn framework container version (training and serving).
     sklearn_version: str = "1.9-0"
     #: Fraction of endpoint requests captured for monitoring (0-100).

@@ -95,10 +95,16 @@ def exists(call: Callable[..., object], **kwargs: Any) -> bool:
     return True
 
 
-def ensure_model(sagemaker: SageMakerClient, name: str, package: Mapping[str, Any], role_arn: str) -> None:
+def ensure_model(
+    sagemaker: SageMakerClient, name: str, package: Mapping[str, Any], role_arn: str, settings: Settings
+) -> None:
+    """The version's model, in the settings' VPC if any (not for serverless endpoints: SageMaker runs
+    those in no VPC of ours). No network isolation: the serving container fetches its code from S3."""
     if exists(sagemaker.describe_model, ModelName=name):
         return
     container = package["InferenceSpecification"]["Containers"][0]
+    vpc = settings.security.vpc
+    placement = {"VpcConfig": vpc.sagemaker()} if vpc and settings.serving.serverless is None else {}
     sagemaker.create_model(
         ModelName=name,
         ExecutionRoleArn=role_arn,
@@ -108,6 +114,7 @@ def ensure_model(sagemaker: SageMakerClient, name: str, package: Mapping[str, An
             "Environment": container.get("Environment", {}),
         },
         Tags=[{"Key": PACKAGE_TAG, "Value": package["ModelPackageArn"]}],
+        **cast("dict[str, Any]", placement),
     )
 
 
@@ -137,6 +144,7 @@ def variant_of(settings: Settings, model: str) -> ProductionVariantTypeDef:
 def capture_config(settings: Settings, capture_uri: str) -> dict[str, Any]:
     return {
         "EnableCapture": settings.capture_percentage > 0,
+        "KmsKeyId": settings.security.endpoint_key(settings.prefix),
         "InitialSamplingPercentage": max(settings.capture_percentage, 1),
         "DestinationS3Uri": capture_uri,
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
@@ -167,8 +175,21 @@ def _ensure_endpoint_config(
         EndpointConfigName=name,
         Tags=tags,
         ProductionVariants=[variant_of(settings, model)],
-        **cast("dict[str, Any]", capture),
+        **cast("dict[str, Any]", capture | volume_key(settings)),
     )
+
+
+#: Instance families whose storage is local NVMe (encrypted by the hardware): SageMaker refuses a
+#: ``KmsKeyId`` for their endpoint configs.
+_LOCAL_STORAGE = re.compile(r"^ml\.([a-z]+\d+[a-z]*d[a-z]*|g5|g6e?|p5e?)\.")
+
+
+def volume_key(settings: Settings) -> dict[str, str]:
+    """``KmsKeyId`` of an endpoint config: the key of its instances' ML storage volumes. None for
+    serverless endpoints (no volume of ours) and instance types with only local NVMe storage."""
+    if settings.serving.serverless is not None or _LOCAL_STORAGE.match(settings.instances.endpoint):
+        return {}
+    return {"KmsKeyId": settings.security.endpoint_key(settings.prefix)}
 
 
 def current_endpoint(sagemaker: SageMakerClient, endpoint: str) -> DescribeEndpointOutputTypeDef | None:
@@ -199,7 +220,7 @@ def deploy(
     endpoint = settings.endpoint_name
     current = current_endpoint(sagemaker, endpoint)
     previous = current["EndpointConfigName"] if current else None
-    ensure_model(sagemaker, model, package, role_arn)
+    ensure_model(sagemaker, model, package, role_arn, settings)
     # A shadow config is never returned to: the config before it served the same champion without it.
     replaced = None if previous in (None, config) else production_config(sagemaker, str(previous))
     _ensure_endpoint_config(sagemaker, config, model, settings, capture_uri=capture_uri, previous=replaced)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from mlcycle.aws import split_s3_uri
 from mlcycle.config import Settings
+from mlcycle.security import CODE_CHANNEL
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -145,9 +146,18 @@ def read_training_job(
         baseline_uri=f"{prefix}/{BASELINE_FILE}",
         model_tests=evaluation["model_tests"],
         # The sourcedir asset's S3 key is the hash of the code it holds: the code version.
-        code_version=str(job.get("HyperParameters", {}).get("sagemaker_submit_directory", "")).strip('"'),
+        code_version=_code_uri(job),
         recent=evaluation.get("recent"),
     )
+
+
+def _code_uri(job: Mapping[str, Any]) -> str:
+    """Where the job's code came from: its ``code`` channel (network-isolated jobs get the sourcedir
+    that way) or the ``sagemaker_submit_directory`` it downloaded."""
+    for channel in job.get("InputDataConfig", []):
+        if channel["ChannelName"] == CODE_CHANNEL:
+            return str(channel["DataSource"]["S3DataSource"]["S3Uri"])
+    return str(job.get("HyperParameters", {}).get("sagemaker_submit_directory", "")).strip('"')
 
 
 def _higher_is_better(metric: str) -> bool:

@@ -67,7 +67,7 @@ def deploy_shadow(
     if current["EndpointConfigName"] == name:
         return ShadowDeployment(settings.endpoint_name, name, package_arn, "unchanged")
     package = sagemaker.describe_model_package(ModelPackageName=package_arn)
-    deployment.ensure_model(sagemaker, model, package, role_arn)
+    deployment.ensure_model(sagemaker, model, package, role_arn, settings)
     _ensure_shadow_config(
         sagemaker, settings, name, production=production, model=model, package_arn=package_arn
     )
@@ -106,7 +106,8 @@ def _ensure_shadow_config(
         ShadowProductionVariants=[shadow],
         **cast(
             "dict[str, Any]",
-            {"DataCaptureConfig": champion["DataCaptureConfig"]} if "DataCaptureConfig" in champion else {},
+            ({"DataCaptureConfig": champion["DataCaptureConfig"]} if "DataCaptureConfig" in champion else {})
+            | deployment.volume_key(settings),
         ),
         Tags=[
             {"Key": deployment.PREVIOUS_CONFIG_TAG, "Value": production},

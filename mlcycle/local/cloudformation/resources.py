@@ -252,6 +252,8 @@ def _function(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created
         "Layers": [arn for arn in props.get("Layers", []) if arn.split(":")[4] == p.account],
         "Architectures": props.get("Architectures", ["x86_64"]),
     }
+    # Left out on purpose: KmsKeyArn (the environment's key; moto keeps variables in the clear either
+    # way) and VpcConfig (the embedded AWS has no network to place a function in: handlers run in-process).
     for key in ("DeadLetterConfig", "TracingConfig", "LoggingConfig", "Description"):
         if key in props:
             kwargs[key] = props[key]

@@ -84,6 +84,10 @@ def cmd_args(hyperparameters: Mapping[str, Any]) -> list[str]:
     return args
 
 
+#: Where SageMaker puts a training job's input channels in the container.
+CONTAINER_DATA = "/opt/ml/input/data/"
+
+
 class TrainingLayout:
     """The SageMaker training container layout, rooted at ``root`` instead of ``/opt/ml``."""
 
@@ -203,11 +207,21 @@ def _download_code(s3: S3Client, layout: TrainingLayout, spec: TrainingSpec) -> 
     program, submit = spec.framework("sagemaker_program"), spec.framework("sagemaker_submit_directory")
     if not program:
         raise JobSetupError("hyperparameter sagemaker_program is required to run a training job locally")
-    if not isinstance(submit, str) or not submit.startswith("s3://"):
-        raise JobSetupError("hyperparameter sagemaker_submit_directory must be an s3:// URI of a tar.gz")
-    archive = download_s3_file(s3, submit, layout.root / "sourcedir.tar.gz")
-    extract_tar_gz(archive, layout.code)
-    archive.unlink()
+    if isinstance(submit, str) and submit.startswith(CONTAINER_DATA):
+        # A network-isolated job gets its code as an input channel (the toolkit extracts it from there).
+        local = layout.data / submit.removeprefix(CONTAINER_DATA)
+        if not local.is_file():
+            raise JobSetupError(f"sagemaker_submit_directory {submit} is in no input channel of the job")
+        extract_tar_gz(local, layout.code)
+    elif isinstance(submit, str) and submit.startswith("s3://"):
+        archive = download_s3_file(s3, submit, layout.root / "sourcedir.tar.gz")
+        extract_tar_gz(archive, layout.code)
+        archive.unlink()
+    else:
+        raise JobSetupError(
+            "hyperparameter sagemaker_submit_directory must be an s3:// URI of a tar.gz, or its path in an "
+            f"input channel ({CONTAINER_DATA}...)"
+        )
     if not (layout.code / str(program)).is_file():
         raise JobSetupError(f"sagemaker_program {program!r} is not in {submit}")
     return str(program)

@@ -149,6 +149,29 @@ def test_missing_channel_data_is_a_client_error(
     assert job["FailureReason"].startswith(f'ClientError: No S3 objects found under S3 URL "{empty}"')
 
 
+def test_an_isolated_job_runs_its_code_from_the_code_channel(
+    sm_world: SageMakerWorld, aws_client: Client, wait_for: Any
+) -> None:
+    # GIVEN a network-isolated job as the pipeline writes it with a VPC: the sourcedir as a "code" channel
+    # and sagemaker_submit_directory naming its path in the container (infra/training_pipeline.py)
+    request = sm_world.training_request(unique("isolated"))
+    request["HyperParameters"]["sagemaker_submit_directory"] = "/opt/ml/input/data/code/sourcedir.tar.gz"
+    request["InputDataConfig"].append(
+        {
+            "ChannelName": "code",
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": sm_world.sourcedir}},
+        }
+    )
+    request["EnableNetworkIsolation"] = True
+    # THEN the job extracts its code from the channel and trains
+    assert _run(aws_client, wait_for, request)["TrainingJobStatus"] == "Completed"
+    # AND a path in no channel is the job's error, not a download attempt
+    request = sm_world.training_request(unique("nocode"))
+    request["HyperParameters"]["sagemaker_submit_directory"] = "/opt/ml/input/data/code/sourcedir.tar.gz"
+    job = _run(aws_client, wait_for, request)
+    assert job["TrainingJobStatus"] == "Failed" and "in no input channel" in job["FailureReason"]
+
+
 def test_stop_training_job_stops_the_process_and_keeps_its_model(
     sm_world: SageMakerWorld, aws_client: Client, wait_for: Any
 ) -> None:
