@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from mlcycle.application.connect import STATE_DIR, STATE_FILE, alive, read_state
@@ -109,12 +110,10 @@ def status(*, say: Say) -> int:
     if state is None:
         say("not running")
         return 3
-    say(json.dumps(state, indent=2))
+    # One JSON document (scripts parse it): the faults go in it, the newest last, all of them in the file.
     found = faults.read(Path(str(state["work_dir"]))) if "work_dir" in state else []
-    if not found:
-        say("faults: none")
-        return 0
-    say(f"faults: {len(found)} (newest last; also in {Path(str(state['work_dir'])) / faults.FAULTS_FILE})")
-    for fault in found[-FAULTS_SHOWN:]:
-        say(f"  {fault.at}  {fault.what}: {fault.error}")
-    return 1
+    shown = {"count": len(found), "newest": [asdict(fault) for fault in found[-FAULTS_SHOWN:]]}
+    if found:
+        shown["file"] = str(Path(str(state["work_dir"])) / faults.FAULTS_FILE)
+    say(json.dumps({**state, "faults": shown}, indent=2))
+    return 1 if found else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,10 +92,13 @@ def test_status_lists_the_faults_and_exits_1(ctx: LocalContext, monkeypatch: pyt
     said: list[str] = []
     # WHEN its status is asked for
     code = daemon.status(say=said.append)
-    # THEN the fault is listed and the exit code says something was lost
+    # THEN the fault is listed in the one JSON document, and the exit code says something was lost
     assert code == 1
-    assert said[-2].startswith("faults: 1")
-    assert said[-1].endswith("SageMaker Training Job State Change of job-1 was not put: ValueError: rejected")
+    (document,) = said
+    listed = json.loads(document)["faults"]
+    assert listed["count"] == 1 and listed["file"].endswith("faults.jsonl")
+    assert listed["newest"][0]["what"] == "SageMaker Training Job State Change of job-1 was not put"
+    assert listed["newest"][0]["error"] == "ValueError: rejected"
 
 
 def test_status_without_faults_says_none(ctx: LocalContext, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,4 +106,4 @@ def test_status_without_faults_says_none(ctx: LocalContext, monkeypatch: pytest.
     monkeypatch.setattr(daemon, "read_state", lambda: state)
     said: list[str] = []
     assert daemon.status(say=said.append) == 0
-    assert said[-1] == "faults: none"
+    assert json.loads(said[-1])["faults"] == {"count": 0, "newest": []}
