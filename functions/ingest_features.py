@@ -11,6 +11,8 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlcycle import aws, events, runtime
+from mlcycle.aws import split_s3_uri
+from mlcycle.data.manifests import read_manifest
 from mlcycle.features import FeatureStore, ingest_curated
 from mlcycle.names import EventType
 
@@ -38,7 +40,11 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         glue_database=env.glue_database,
     )
     detail = event.detail
-    result = ingest_curated(store, detail["dataset"], detail["curated_uri"], s3=aws.client("s3")).as_dict()
+    s3 = aws.client("s3")
+    results = [
+        ingest_curated(store, detail["dataset"], uri, s3=s3).as_dict() for uri in curated_objects(s3, detail)
+    ]
+    result = {"dataset": detail["dataset"], "ingested": results}
     logger.info("ingested features", extra=result)
     if env.event_bus:
         # What the upload said (its rows and id), now with its features in the store.
@@ -46,3 +52,14 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         announced["validated_at"] = event.time  # when the rows were curated: runs from then on read them
         events.publish(aws.client("events"), env.event_bus, EventType.FEATURES_INGESTED, announced)
     return result
+
+
+def curated_objects(s3: Any, detail: dict[str, Any]) -> list[str]:
+    """The curated objects of the upload: the one named, or, when it was written in parts (a large upload:
+    ``curated_uri`` is then the dataset's prefix), the parts its manifest lists."""
+    uri = str(detail["curated_uri"])
+    if not uri.endswith("/"):
+        return [uri]
+    bucket, key = split_s3_uri(str(detail["manifest_uri"]))
+    manifest = read_manifest(s3, bucket, key)
+    return [f"s3://{bucket}/{obj.key}" for obj in manifest.objects]

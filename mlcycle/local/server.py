@@ -15,8 +15,9 @@ from mlcycle.local import awslambda, cloudwatch, context, events, s3, sagemaker,
 from mlcycle.local.common import fault_injection
 from mlcycle.local.context import LocalContext
 
-#: Each service's patches, installed in this order and uninstalled in the reverse one.
-_PATCHES = (fault_injection, s3, stepfunctions, awslambda, events, sagemaker, cloudwatch)
+#: Each service's patches, installed in this order and uninstalled in the reverse one: Lambda's before
+#: EventBridge's, so that no function still running puts events to a bus whose delivery is moto's again.
+_PATCHES = (fault_injection, s3, stepfunctions, events, awslambda, sagemaker, cloudwatch)
 
 
 def free_port() -> int:

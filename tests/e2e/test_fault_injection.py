@@ -106,7 +106,7 @@ def test_throttled_s3_and_dynamodb_lose_no_row(
     local: LocalPlatform, bus_events: Callable[[], list[dict[str, Any]]]
 ) -> None:
     p = local.platform
-    assert wait_for_async(timeout=60)
+    assert wait_for_async(timeout=60, function_name=_prepare_function(local))
     bus_events()
     # GIVEN S3 answering SlowDown to the first curated writes, and DynamoDB throttling the lineage table
     slow = fault_injection.slow_down(times=3, operation="PutObject", bucket=p.curated_bucket)
@@ -115,7 +115,7 @@ def test_throttled_s3_and_dynamodb_lose_no_row(
         # WHEN an upload with one broken row is prepared
         upload_id = put_upload(local, "uploads/churn/throttled.csv", _broken_upload(80, seed=41))
         manifest = _manifest(local, upload_id)
-        assert wait_for_async(timeout=60)
+        assert wait_for_async(timeout=60, function_name=_prepare_function(local))
     finally:
         fault_injection.clear()
     # THEN the faults were met, and every row is accounted for, once
@@ -162,13 +162,13 @@ def test_a_function_that_dies_before_announcing_is_retried_and_curates_once(
     local: LocalPlatform, bus_events: Callable[[], list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     c, p = local.clients, local.platform
-    assert wait_for_async(timeout=60)
+    assert wait_for_async(timeout=60, function_name=_prepare_function(local))
     bus_events()
     # GIVEN a prepare function that dies once, after writing the curated data, before announcing it
     with _dying_prepare(local, tmp_path), _faster_clock(local, 10):
         # WHEN an upload arrives, and Lambda retries the invocation that died
         upload_id = put_upload(local, "uploads/churn/dies.csv", _broken_upload(70, seed=42))
-        assert wait_for_async(timeout=120)
+        assert wait_for_async(timeout=120, function_name=_prepare_function(local))
     # THEN it died once, and the retry finished the work: every row accounted for, announced once
     assert (tmp_path / "died").exists()
     manifest = _manifest(local, upload_id, timeout=10)

@@ -92,6 +92,8 @@ def test_large_upload_runs_the_distributed_map(local: LocalPlatform, settings: S
     assert execution["name"] == manifest.upload_id
     assert _finished(sfn, execution["executionArn"]) == "SUCCEEDED"
     assert manifest.summary == "1 row broke type on tenure_months"
+    # AND its four parts reached the feature views (the event names a prefix; the manifest lists them)
+    cycle.wait_for_features(c.s3, p, deployed, [o.key for o in manifest.objects], lambda _m: None)
     # AND the partition is registered and the lineage recorded
     glue = boto3.client("glue", endpoint_url=local.aws.endpoint_url, region_name=settings.region)
     database = settings.prefix.replace("-", "_")
@@ -159,19 +161,29 @@ def test_concurrent_duplicate_deliveries_of_an_upload_curate_it_once(
         for f in lambda_client.list_functions()["Functions"]
         if f["Handler"] == "functions.prepare_data.handler"
     ]
-    assert wait_for_async(timeout=60)
+    assert wait_for_async(timeout=60, function_name=prepare)
     bus_events()  # what earlier cases announced
     previous, local.aws.ctx.time_scale = local.aws.ctx.time_scale, 60  # Lambda's 1-minute retry in 1 s
     try:
-        # GIVEN an upload, whose S3 notification is delivered twice more, at the same time (at least once)
-        key = "uploads/churn/twice.csv"
-        upload_id = put_upload(local, key, churn.generate(60, seed=34).to_csv(index=False).encode())
-        bucket = s3_backends[ACCOUNT_ID]["aws"].get_bucket(p.landing_bucket)
-        event = _get_s3_event("s3:ObjectCreated:Put", bucket, bucket.get_object(key), "duplicate")
-        # WHEN both copies run concurrently with the original
-        for _ in range(2):
+        # GIVEN an upload whose S3 notification (one event: same version, same sequencer) is delivered three
+        # times at once (S3 delivers at least once); the bucket's own notification is held back for that
+        key = "uploads/churn/thrice.csv"
+        notifications = c.s3.get_bucket_notification_configuration(Bucket=p.landing_bucket)
+        notifications.pop("ResponseMetadata", None)
+        c.s3.put_bucket_notification_configuration(Bucket=p.landing_bucket, NotificationConfiguration={})
+        try:
+            upload_id = put_upload(local, key, churn.generate(60, seed=34).to_csv(index=False).encode())
+        finally:
+            c.s3.put_bucket_notification_configuration(
+                Bucket=p.landing_bucket, NotificationConfiguration=notifications
+            )
+        backend = s3_backends[ACCOUNT_ID]["aws"]
+        stored = backend.get_object(p.landing_bucket, key)
+        event = _get_s3_event("s3:ObjectCreated:Put", backend.get_bucket(p.landing_bucket), stored, "dup")
+        # WHEN the three copies run concurrently
+        for _ in range(3):
             lambda_client.invoke(FunctionName=prepare, InvocationType="Event", Payload=json.dumps(event))
-        assert wait_for_async(timeout=120)
+        assert wait_for_async(timeout=120, function_name=prepare)
     finally:
         local.aws.ctx.time_scale = previous
     # THEN the upload was curated once: one version of its curated object, one event

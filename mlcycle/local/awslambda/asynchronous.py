@@ -14,6 +14,7 @@ As in AWS:
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -27,6 +28,8 @@ from mlcycle.local import faults
 if TYPE_CHECKING:
     from moto.awslambda.models import LambdaFunction
 
+
+_LOG = logging.getLogger(__name__)
 
 #: Lambda's delays before the first and the second retry of an asynchronous invocation, in seconds.
 RETRY_DELAYS = (60.0, 120.0)
@@ -54,6 +57,7 @@ class AsyncInvoker:
         self._run = run
         self._time_scale = time_scale
         self._pending = 0
+        self._pending_by_function: dict[str, int] = {}
         self._cond = threading.Condition()
         self._stopped = False
         self._timers: set[threading.Timer] = set()
@@ -65,16 +69,21 @@ class AsyncInvoker:
             if self._stopped:
                 raise RuntimeError("the embedded AWS is stopping: no more asynchronous invocations")
             self._pending += 1
+            name = fn.function_name
+            self._pending_by_function[name] = self._pending_by_function.get(name, 0) + 1
         self._start(_Job(fn, event))
 
     def _start(self, job: _Job) -> None:
         name = f"lambda-async-{job.function.function_name}"
         threading.Thread(target=self._attempt, args=(job,), name=name, daemon=True).start()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until every queued invocation (and the ones they queued) has run; False on timeout."""
+    def wait_idle(self, timeout: float, function_name: str | None = None) -> bool:
+        """Wait until every queued invocation (and the ones they queued) has run, retries included, or only
+        those of one function; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+            if function_name is None:
+                return self._cond.wait_for(lambda: self._pending == 0, timeout)
+            return self._cond.wait_for(lambda: not self._pending_by_function.get(function_name), timeout)
 
     def stop(self) -> None:
         """Drop the retries still waiting; running invocations finish on their own threads."""
@@ -84,9 +93,10 @@ class AsyncInvoker:
         for timer in timers:
             timer.cancel()
 
-    def _done(self) -> None:
+    def _done(self, job: _Job) -> None:
         with self._cond:
             self._pending -= 1
+            self._pending_by_function[job.function.function_name] -= 1
             self._cond.notify_all()
 
     def _attempt(self, job: _Job) -> None:
@@ -98,16 +108,22 @@ class AsyncInvoker:
             faults.record(f"asynchronous invocation of {fn.function_name} could not run", exc)
             payload, errored = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True
         if errored and self._retry(job, config):
+            _LOG.warning(
+                "asynchronous invocation of %s failed (attempt %d), retrying: %s",
+                fn.function_name,
+                job.attempt - 1,
+                payload[:500],
+            )
             return
         with self._cond:
             stopping = self._stopped
         if stopping:  # the embedded AWS is stopping (it stopped the environment): no outcome to report
-            self._done()
+            self._done(job)
             return
         try:
             self._conclude(job, config, payload, success=not errored)
         finally:
-            self._done()
+            self._done(job)
 
     def _conclude(self, job: _Job, config: Mapping[str, Any], payload: str, *, success: bool) -> None:
         """The invocation's last word: its destination, and the dead-letter queue for a failure. A failure

@@ -215,10 +215,11 @@ def _remember_dead_letter(state: LambdaState, fn: LambdaFunction, spec: Mapping[
 # --- install ---------------------------------------------------------------------------------------------
 
 
-def wait_for_async(timeout: float = 30.0) -> bool:
-    """Wait until no asynchronous invocation is queued, running or waiting to retry; False on timeout."""
+def wait_for_async(timeout: float = 30.0, function_name: str | None = None) -> bool:
+    """Wait until no asynchronous invocation (of one function, if named) is queued, running or waiting to
+    retry; False on timeout."""
     state = context.installed_or_none(LambdaState)
-    return state.worker.wait_idle(timeout) if state is not None else True
+    return state.worker.wait_idle(timeout, function_name) if state is not None else True
 
 
 def install(ctx: LocalContext) -> None:
