@@ -28,6 +28,9 @@ class Violation:
     column: str
     rule: str
     value: str
+    #: The file's line (1-based, header = line 1) where the reader knows it: CSV uploads.
+    line: int | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -81,21 +84,25 @@ def check(
     first_row: int = 0,
     seen_keys: set[str] | KeyIndex | None = None,
     now: datetime | None = None,
+    rows: np.ndarray | None = None,
 ) -> CheckResult:
     """Split ``raw`` (all values as text or native types) into good and bad rows.
 
     ``first_row`` numbers rows across chunks so reports point at the row of the uploaded file;
     ``seen_keys`` carries the keys of earlier chunks so uniqueness holds across the whole upload;
-    ``now`` is the time freshness is judged at (rows older than the contract's ``max_age_days``).
+    ``now`` is the time freshness is judged at (rows older than the contract's ``max_age_days``);
+    ``rows``, when given, numbers the rows instead of ``first_row`` (a reader that set lines aside).
     """
     missing = [c.name for c in contract.columns if c.name not in raw.columns]
     if missing:
         raise ContractError(f"missing columns: {', '.join(missing)}")
-    rows = pd.RangeIndex(first_row, first_row + len(raw))
-    raw = raw.set_axis(rows)
+    rows_index = pd.Index(rows) if rows is not None else pd.RangeIndex(first_row, first_row + len(raw))
+    raw = raw.set_axis(rows_index)
     typed: dict[str, pd.Series] = {}
     # A record the reader could not parse is reported once, under `parse`, not once per empty field.
-    unparsed = ~_is_null(raw[PARSE_ERROR]) if PARSE_ERROR in raw.columns else pd.Series(False, index=rows)
+    unparsed = (
+        ~_is_null(raw[PARSE_ERROR]) if PARSE_ERROR in raw.columns else pd.Series(False, index=rows_index)
+    )
     bad_mask = unparsed.copy()
     violations: list[Violation] = []
     for spec in contract.columns:
@@ -112,7 +119,7 @@ def check(
         dup = _duplicates(raw[contract.key], bad_mask, seen_keys) & ~unparsed
         violations.extend(_violations(raw[contract.key], dup, contract.key, "unique"))
         bad_mask |= dup
-    good = pd.DataFrame(typed, index=rows)[~bad_mask].reset_index(drop=True)
+    good = pd.DataFrame(typed, index=rows_index)[~bad_mask].reset_index(drop=True)
     violations.sort(key=lambda v: (v.row, v.column))
     return CheckResult(good=good, bad=raw[bad_mask], violations=violations)
 

@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 
 from mlcycle import lineage as lin
 from mlcycle.config import DatasetContract, Settings
-from mlcycle.data import catalog
-from mlcycle.data.contracts import ContractError, KeyIndex, Violation, check
+from mlcycle.data import catalog, csv_lines
+from mlcycle.data.contracts import PARSE_ERROR, ContractError, KeyIndex, Violation, check
 from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
 from mlcycle.data.readers import count_records, detect, read_chunks
 from mlcycle.names import EventType
@@ -238,6 +238,63 @@ def check_chunks(
     return sinks
 
 
+def check_csv(
+    path: Path,
+    gzipped: bool,
+    contract: DatasetContract,
+    sinks: _Sinks,
+    *,
+    first_row: int = 0,
+    now: datetime | None = None,
+    block_bytes: int = csv_lines.BLOCK_BYTES,
+    use_threads: bool = True,
+) -> _Sinks:
+    """Check a CSV block by block into ``sinks``: lines that cannot be rows go to quarantine on their
+    own (with line number and reason), the others through the contract."""
+    seen = KeyIndex()
+    try:
+        names = csv_lines.header(path, gzipped)
+        missing = [c.name for c in contract.columns if c.name not in names]
+        if missing:
+            raise ContractError(f"missing columns: {', '.join(missing)}")
+        columns = [*names, "_line", PARSE_ERROR]
+        blocks = csv_lines.blocks(
+            path,
+            gzipped,
+            block_bytes=block_bytes,
+            use_threads=use_threads,
+            first_row=first_row,
+            first_line=first_row + 2,
+        )
+        for block in blocks:
+            raw = block.table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+            result = check(raw, contract, seen_keys=seen, now=now, rows=block.rows)
+            sinks.add_good(result.good)
+            line_of = (
+                dict(zip(block.rows.tolist(), block.lines.tolist(), strict=True)) if len(result.bad) else {}
+            )
+            for v in result.violations:
+                v.line = line_of[v.row]
+            bad = result.bad.assign(_line=[line_of[r] for r in result.bad.index])
+            violations = result.violations
+            if block.bad:
+                lines = pd.DataFrame(
+                    {"_line": [b.line for b in block.bad], PARSE_ERROR: [b.text for b in block.bad]},
+                    index=[b.row for b in block.bad],
+                )
+                bad = pd.concat([bad, lines]).sort_index()
+                violations = sorted(
+                    violations
+                    + [Violation(b.row, PARSE_ERROR, b.rule, b.text, b.line, b.reason) for b in block.bad],
+                    key=lambda v: (v.row, v.column),
+                )
+            if len(bad):
+                sinks.add_bad(bad.reindex(columns=columns).fillna("").astype({"_line": "int64"}), violations)
+    finally:
+        sinks.close()
+    return sinks
+
+
 def prepare_file(
     path: Path,
     contract: DatasetContract,
@@ -246,8 +303,19 @@ def prepare_file(
     *,
     name: str = "",
     now: datetime | None = None,
+    block_bytes: int = csv_lines.BLOCK_BYTES,
+    use_threads: bool = True,
 ) -> _Sinks:
-    """Check a local file chunk by chunk into sinks under ``work``. Raises on an unreadable file."""
+    """Check a local file chunk by chunk into sinks under ``work``. Raises on an unreadable file.
+
+    A CSV is read in blocks of ``block_bytes`` (line-level faults quarantine their line alone); JSON
+    lines and Parquet in chunks of ``chunk_rows``."""
+    fmt, gzipped = detect(path, name or path.name)
+    if fmt == "csv":
+        sinks = _Sinks(work)
+        return check_csv(
+            path, gzipped, contract, sinks, now=now, block_bytes=block_bytes, use_threads=use_threads
+        )
     columns = [c.name for c in contract.columns]
     chunks = read_chunks(path, chunk_rows, name=name or path.name, columns=columns)
     return check_chunks(chunks, contract, _Sinks(work), now=now)
