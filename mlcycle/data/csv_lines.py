@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,8 @@ class Block:
     rows: np.ndarray  # record ordinal of each row of ``table``
     lines: np.ndarray  # file line number of each row of ``table``
     bad: list[BadLine] = field(default_factory=list)
+    records: int = 0  # the block's records: its lines less blank ones
+    line_count: int = 0
 
 
 def header(path: Path, gzipped: bool) -> list[str]:
@@ -76,15 +80,54 @@ def blocks(
     """The file's data lines as blocks of rows; ``first_row``/``first_line`` number its first data line
     (a chunk of a larger upload starts past line 2)."""
     names = header(path, gzipped)
-    row, line = first_row, first_line
-    with _open(path, gzipped) as fh:
-        fh.readline()
-        for raw in _line_blocks(fh, block_bytes):
-            block = _parse(raw, names, row, line, use_threads)
-            lines_in = raw.count(b"\n") + (not raw.endswith(b"\n"))
-            row += lines_in - _blank_count(raw)
-            line += lines_in
+
+    def parsed() -> Iterator[Block]:
+        row, line = first_row, first_line
+        with _open(path, gzipped) as fh:
+            fh.readline()
+            for raw in _line_blocks(fh, block_bytes):
+                block = _parse(raw, names, row, line, use_threads)
+                row += block.records
+                line += block.line_count
+                yield block
+
+    # With threads, the next block is read and parsed while the caller checks and writes this one.
+    return _ahead(parsed()) if use_threads else parsed()
+
+
+def _ahead(blocks: Iterator[Block]) -> Iterator[Block]:
+    """``blocks`` produced one ahead on a thread (Arrow and NumPy release the GIL while they work)."""
+    ready: queue.Queue[tuple[Block | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        ready.put((block, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((None, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            ready.put((None, exc))
+
+    worker = threading.Thread(target=produce, name="csv-blocks", daemon=True)
+    worker.start()
+    try:
+        while True:
+            block, error = ready.get()
+            if error is not None:
+                raise error
+            if block is None:
+                return
             yield block
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _open(path: Path, gzipped: bool) -> IO[bytes]:
@@ -120,20 +163,13 @@ def _starts(raw: bytes) -> np.ndarray:
 
 
 def _has_blank(raw: bytes) -> bool:
-    return raw.startswith((b"\n", b"\r\n")) or b"\n\n" in raw or b"\n\r\n" in raw
-
-
-def _blank_count(raw: bytes) -> int:
-    if not _has_blank(raw):
-        return 0
-    starts = _starts(raw)
-    return len(_blank_lines(raw, starts))
+    if raw.startswith((b"\n", b"\r\n")) or b"\n\n" in raw:
+        return True
+    return b"\r" in raw and b"\n\r\n" in raw
 
 
 def _blank_lines(raw: bytes, starts: np.ndarray) -> np.ndarray:
     """Lines that are empty: Arrow skips them and they hold no record."""
-    if not _has_blank(raw):
-        return np.empty(0, dtype=np.int64)
     lengths = np.diff(starts)
     short = np.flatnonzero(lengths <= 2)
     return np.array(
@@ -194,14 +230,58 @@ def _ends_quoted(line: bytes) -> bool:
 
 
 def _parse(raw: bytes, names: list[str], first_row: int, first_line: int, use_threads: bool) -> Block:
+    line_count = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    try:
+        raw.decode("utf-8")
+        undecodable = False
+    except UnicodeDecodeError:
+        undecodable = True
+    quoted, blank = b'"' in raw, _has_blank(raw)
+    if not (undecodable or quoted or blank):  # the common block: every line a row unless Arrow says not
+        table, ragged = _read(raw, names, use_threads)
+        if not ragged:
+            at = np.arange(line_count)
+            return Block(table, first_row + at, first_line + at, [], line_count, line_count)
     starts = _starts(raw)
-    bad = _bad_bytes(raw, starts)
+    bad = _bad_bytes(raw, starts) if undecodable else {}
     bad.update({i: r for i, r in _open_quotes(raw, starts).items() if i not in bad})
     data = raw
     if bad:  # the good lines only, in order
         data = b"".join(raw[starts[i] : starts[i + 1]] for i in range(len(starts) - 1) if i not in bad)
         if data and not data.endswith(b"\n"):
             data += b"\n"
+    table, ragged = _read(data, names, use_threads)
+    for text, fields in ragged:
+        for i in _locate(raw, starts, text.encode("utf-8"), bad):
+            bad[i] = ("ragged", f"{fields} fields, expected {len(names)}")
+    blank_at = _blank_lines(raw, starts) if blank else np.empty(0, dtype=np.int64)
+    skipped = np.zeros(len(starts) - 1, dtype=bool)
+    skipped[list(bad)] = True
+    skipped[blank_at] = True
+    # Ordinal of each line among the block's records (blank lines hold none).
+    record = np.cumsum(~np.isin(np.arange(len(skipped)), blank_at)) - 1
+    kept = np.flatnonzero(~skipped)
+    if len(kept) != table.num_rows:
+        raise ValueError(
+            f"CSV lines {first_line}-{first_line + len(skipped) - 1}: {table.num_rows} rows parsed from "
+            f"{len(kept)} lines"  # a quoting Arrow and the line checks read differently: the file goes whole
+        )
+    bad_lines = [
+        BadLine(
+            first_row + int(record[i]),
+            first_line + i,
+            rule,
+            reason,
+            _line_text(raw, starts, i).decode("utf-8", errors="replace")[:_TEXT_LIMIT],
+        )
+        for i, (rule, reason) in sorted(bad.items())
+    ]
+    records = line_count - len(blank_at)
+    return Block(table, first_row + record[kept], first_line + kept, bad_lines, records, line_count)
+
+
+def _read(data: bytes, names: list[str], use_threads: bool) -> tuple[pa.Table, list[tuple[str, int]]]:
+    """Arrow's parse of a block of lines, all text, and the (text, field count) of each ragged line."""
     ragged: list[tuple[str, int]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -220,32 +300,7 @@ def _parse(raw: bytes, names: list[str], first_row: int, first_line: int, use_th
             quoted_strings_can_be_null=False,
         ),
     )
-    for text, fields in ragged:
-        for i in _locate(raw, starts, text.encode("utf-8"), bad):
-            bad[i] = ("ragged", f"{fields} fields, expected {len(names)}")
-    blank = _blank_lines(raw, starts)
-    skipped = np.zeros(len(starts) - 1, dtype=bool)
-    skipped[list(bad)] = True
-    skipped[blank] = True
-    # Ordinal of each line among the block's records (blank lines hold none).
-    record = np.cumsum(~np.isin(np.arange(len(skipped)), blank)) - 1
-    kept = np.flatnonzero(~skipped)
-    if len(kept) != table.num_rows:
-        raise ValueError(
-            f"CSV lines {first_line}-{first_line + len(skipped) - 1}: {table.num_rows} rows parsed from "
-            f"{len(kept)} lines"  # a quoting Arrow and the line checks read differently: the file goes whole
-        )
-    bad_lines = [
-        BadLine(
-            first_row + int(record[i]),
-            first_line + i,
-            rule,
-            reason,
-            _line_text(raw, starts, i).decode("utf-8", errors="replace")[:_TEXT_LIMIT],
-        )
-        for i, (rule, reason) in sorted(bad.items())
-    ]
-    return Block(table, first_row + record[kept], first_line + kept, bad_lines)
+    return table, ragged
 
 
 def _locate(raw: bytes, starts: np.ndarray, text: bytes, known: dict[int, tuple[str, str]]) -> list[int]:

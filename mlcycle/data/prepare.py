@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from mlcycle import lineage as lin
 from mlcycle.config import DatasetContract, Settings
 from mlcycle.data import catalog, csv_lines
+from mlcycle.data.columnar import check_table
 from mlcycle.data.contracts import PARSE_ERROR, ContractError, KeyIndex, Violation, check
 from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
 from mlcycle.data.readers import count_records, detect, read_chunks
@@ -201,6 +202,16 @@ class _Sinks:
         self._writer.write_table(table.cast(self._writer.schema))
         self.findings.curated_rows += len(frame)
 
+    def add_good_table(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.curated_path, table.schema, coerce_timestamps="us", allow_truncated_timestamps=True
+            )
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.findings.curated_rows += table.num_rows
+
     def add_bad(self, frame: pd.DataFrame, violations: list[Violation]) -> None:
         if self._bad_writer is None:
             self._bad_writer = csv.writer(self._bad_file)
@@ -267,16 +278,16 @@ def check_csv(
             first_line=first_row + 2,
         )
         for block in blocks:
-            raw = block.table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
-            result = check(raw, contract, seen_keys=seen, now=now, rows=block.rows)
-            sinks.add_good(result.good)
-            line_of = (
-                dict(zip(block.rows.tolist(), block.lines.tolist(), strict=True)) if len(result.bad) else {}
+            good, bad_mask, violations = check_table(
+                block.table, contract, block.rows, seen_keys=seen, now=now
             )
-            for v in result.violations:
+            sinks.add_good_table(good)
+            bad = block.table.filter(pa.array(bad_mask)).to_pandas() if bad_mask.any() else pd.DataFrame()
+            bad.index = block.rows[bad_mask]
+            bad["_line"] = block.lines[bad_mask]
+            line_of = dict(zip(block.rows[bad_mask].tolist(), block.lines[bad_mask].tolist(), strict=True))
+            for v in violations:
                 v.line = line_of[v.row]
-            bad = result.bad.assign(_line=[line_of[r] for r in result.bad.index])
-            violations = result.violations
             if block.bad:
                 lines = pd.DataFrame(
                     {"_line": [b.line for b in block.bad], PARSE_ERROR: [b.text for b in block.bad]},
