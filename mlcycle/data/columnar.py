@@ -137,11 +137,17 @@ def _fast(text: pa.Array, null: np.ndarray, spec: ColumnSpec, target: pa.DataTyp
 def _duplicates(keys: pa.Array, bad: np.ndarray, seen: KeyIndex) -> np.ndarray:
     """Rows whose key appeared earlier in the batch or in an earlier batch (only good rows claim a key)."""
     present = _mask(pc.is_valid(keys)) & ~_mask(pc.equal(keys, ""))
-    series = pd.Series(keys.to_numpy(zero_copy_only=False))
-    hashes = KeyIndex.hashes(series)
-    _, first = np.unique(hashes, return_index=True)
-    dup = np.ones(len(hashes), dtype=bool)
-    dup[first] = False
-    dup = np.asarray((dup | seen.contains(hashes)) & present, dtype=bool)
-    seen.add(hashes[~dup & ~bad & present])
+    # The same hashes as KeyIndex.hashes (a missing key hashes as ""), without a pandas detour.
+    hashes = KeyIndex.hash_text(pc.fill_null(keys, "").to_numpy(zero_copy_only=False))
+    # One stable sort serves both checks: a repeat within the batch sits right after its first
+    # occurrence, and sorted needles search the index of earlier batches in order.
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    repeated = np.zeros(len(ordered), dtype=bool)
+    repeated[1:] = ordered[1:] == ordered[:-1]
+    dup = np.empty(len(ordered), dtype=bool)
+    dup[order] = repeated | seen.contains_sorted(ordered)
+    dup &= present
+    claims = ~dup & ~bad & present
+    seen.add_sorted(ordered[claims[order]])
     return dup

@@ -62,13 +62,33 @@ class KeyIndex:
 
     @staticmethod
     def hashes(keys: pd.Series) -> np.ndarray:
-        return pd.util.hash_array(keys.astype("string").fillna("").to_numpy(dtype=object))
+        return KeyIndex.hash_text(keys.astype("string").fillna("").to_numpy(dtype=object))
+
+    @staticmethod
+    def hash_text(keys: np.ndarray) -> np.ndarray:
+        """Hashes of an object array of strings (keys are mostly distinct: no categorising first)."""
+        return pd.util.hash_array(keys, categorize=False)
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         if not len(self._sorted):
             return np.zeros(len(hashes), dtype=bool)
+        # Sorted needles walk the index in order: far fewer cache misses than random ones.
+        order = np.argsort(hashes)
+        at = np.searchsorted(self._sorted, hashes[order]).clip(max=len(self._sorted) - 1)
+        found = np.empty(len(hashes), dtype=bool)
+        found[order] = self._sorted[at] == hashes[order]
+        return found
+
+    def contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
+        """``contains`` for needles already in ascending order."""
+        if not len(self._sorted):
+            return np.zeros(len(hashes), dtype=bool)
         at = np.searchsorted(self._sorted, hashes).clip(max=len(self._sorted) - 1)
         return np.asarray(self._sorted[at] == hashes)
+
+    def add_sorted(self, new: np.ndarray) -> None:
+        """Add hashes in ascending order, none repeated nor already present."""
+        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
 
     def add(self, hashes: np.ndarray) -> None:
         new = np.unique(hashes)

@@ -236,12 +236,13 @@ def _parse(raw: bytes, names: list[str], first_row: int, first_line: int, use_th
         undecodable = False
     except UnicodeDecodeError:
         undecodable = True
-    quoted, blank = b'"' in raw, _has_blank(raw)
-    if not (undecodable or quoted or blank):  # the common block: every line a row unless Arrow says not
-        table, ragged = _read(raw, names, use_threads)
-        if not ragged:
+    read: tuple[pa.Table, list[tuple[str, int]]] | None = None
+    if not undecodable and b'"' not in raw:
+        # The common block: Arrow made a row of every line, so none was ragged or blank.
+        read = _read(raw, names, use_threads)
+        if read[0].num_rows == line_count:
             at = np.arange(line_count)
-            return Block(table, first_row + at, first_line + at, [], line_count, line_count)
+            return Block(read[0], first_row + at, first_line + at, [], line_count, line_count)
     starts = _starts(raw)
     bad = _bad_bytes(raw, starts) if undecodable else {}
     bad.update({i: r for i, r in _open_quotes(raw, starts).items() if i not in bad})
@@ -250,11 +251,11 @@ def _parse(raw: bytes, names: list[str], first_row: int, first_line: int, use_th
         data = b"".join(raw[starts[i] : starts[i + 1]] for i in range(len(starts) - 1) if i not in bad)
         if data and not data.endswith(b"\n"):
             data += b"\n"
-    table, ragged = _read(data, names, use_threads)
+    table, ragged = read if read is not None and data is raw else _read(data, names, use_threads)
     for text, fields in ragged:
         for i in _locate(raw, starts, text.encode("utf-8"), bad):
             bad[i] = ("ragged", f"{fields} fields, expected {len(names)}")
-    blank_at = _blank_lines(raw, starts) if blank else np.empty(0, dtype=np.int64)
+    blank_at = _blank_lines(raw, starts) if _has_blank(raw) else np.empty(0, dtype=np.int64)
     skipped = np.zeros(len(starts) - 1, dtype=bool)
     skipped[list(bad)] = True
     skipped[blank_at] = True
