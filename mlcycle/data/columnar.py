@@ -77,15 +77,20 @@ def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _empty(text: pa.Array) -> np.ndarray:
+    """Missing or empty text: what the contract calls null."""
+    return np.asarray(pc.fill_null(pc.equal(text, ""), True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _column(text: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, dict[str, np.ndarray]]:
     target = ARROW_TYPES[spec.type]
     if spec.type == "string":
         values = pc.utf8_trim_whitespace(text)
-        null = _mask(pc.equal(values, ""))
+        null = _empty(values)
         parsed = pc.if_else(pa.array(null), pa.scalar(None, pa.string()), values).cast(target)
         type_bad = np.zeros(len(text), dtype=bool)
     else:
-        null = _mask(pc.equal(text, ""))
+        null = _empty(text)
         parsed = _fast(text, null, spec, target)
         if parsed is None:  # some value is not a plain literal: the pandas rules for this batch
             series = text.to_pandas()
