@@ -1,8 +1,12 @@
 """Prepare an upload: contract check, curated Parquet for good rows, quarantine for the rest.
 
-Nothing is lost: for every upload, curated rows + quarantined rows = uploaded rows, and a file that
-cannot be read at all goes whole to quarantine with the reason. Uploads (CSV, JSON lines, Parquet, each
-also gzipped) are read in chunks so memory is bounded by the chunk size, not the file size. Output keys
+Nothing is lost: for every upload, curated rows + quarantined rows = uploaded rows. A line of a CSV that
+cannot be a row (ragged, an unterminated quote, bytes that are not UTF-8) goes to quarantine alone with
+its line number and reason; a file that cannot be read at all (no header, a broken gzip or Parquet
+footer, missing columns) goes whole to quarantine with the reason. Uploads (CSV, JSON lines, Parquet,
+each also gzipped) are read in chunks so memory is bounded by the chunk size, not the file size; CSV
+is read by Arrow and checked on Arrow columns (:mod:`mlcycle.data.csv_lines`,
+:mod:`mlcycle.data.columnar`). Output keys
 derive from the object's identity (key + version), so a redelivered S3 event rewrites the same objects
 instead of adding rows (and the handler's idempotency makes it write nothing at all).
 
