@@ -55,10 +55,12 @@ class KeyIndex:
     """
 
     def __init__(self) -> None:
-        self._sorted = np.empty(0, dtype=np.uint64)
+        # Sorted runs, each at least twice the next one's size (a binary counter of merges): adding
+        # costs O(log n) amortised per key, where merging every batch into one array costs O(n).
+        self._runs: list[np.ndarray] = []
 
     def __len__(self) -> int:
-        return len(self._sorted)
+        return sum(len(run) for run in self._runs)
 
     @staticmethod
     def hashes(keys: pd.Series) -> np.ndarray:
@@ -70,31 +72,32 @@ class KeyIndex:
         return pd.util.hash_array(keys, categorize=False)
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
-        if not len(self._sorted):
-            return np.zeros(len(hashes), dtype=bool)
         # Sorted needles walk the index in order: far fewer cache misses than random ones.
         order = np.argsort(hashes)
-        at = np.searchsorted(self._sorted, hashes[order]).clip(max=len(self._sorted) - 1)
         found = np.empty(len(hashes), dtype=bool)
-        found[order] = self._sorted[at] == hashes[order]
+        found[order] = self.contains_sorted(hashes[order])
         return found
 
     def contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
         """``contains`` for needles already in ascending order."""
-        if not len(self._sorted):
-            return np.zeros(len(hashes), dtype=bool)
-        at = np.searchsorted(self._sorted, hashes).clip(max=len(self._sorted) - 1)
-        return np.asarray(self._sorted[at] == hashes)
+        found = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs:
+            at = np.searchsorted(run, hashes).clip(max=len(run) - 1)
+            found |= run[at] == hashes
+        return found
 
     def add_sorted(self, new: np.ndarray) -> None:
         """Add hashes in ascending order, none repeated nor already present."""
-        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
+        run = new
+        while self._runs and len(self._runs[-1]) <= 2 * len(run):
+            last = self._runs.pop()
+            run = np.insert(last, np.searchsorted(last, run), run)
+        if len(run):
+            self._runs.append(run)
 
     def add(self, hashes: np.ndarray) -> None:
         new = np.unique(hashes)
-        new = new[~self.contains(new)]
-        # A sorted merge: O(n) per chunk, where re-sorting everything would be O(n log n).
-        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
+        self.add_sorted(new[~self.contains_sorted(new)])
 
 
 def check(
