@@ -46,6 +46,9 @@ class ContractError(ValueError):
     """The upload as a whole cannot be checked (e.g. a required column is missing)."""
 
 
+_FILTER_BITS = 1 << 27
+
+
 class KeyIndex:
     """The keys an upload has shown so far, as sorted 64-bit hashes.
 
@@ -58,6 +61,9 @@ class KeyIndex:
         # Sorted runs, each at least twice the next one's size (a binary counter of merges): adding
         # costs O(log n) amortised per key, where merging every batch into one array costs O(n).
         self._runs: list[np.ndarray] = []
+        # One bit per hash's low bits (16 MiB): a key whose bit is clear was never added, so only the
+        # few whose bit is set (about n / 2^27 of them) are searched in the runs.
+        self._bits = np.zeros(_FILTER_BITS >> 3, dtype=np.uint8)
 
     def __len__(self) -> int:
         return sum(len(run) for run in self._runs)
@@ -81,13 +87,26 @@ class KeyIndex:
     def contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
         """``contains`` for needles already in ascending order."""
         found = np.zeros(len(hashes), dtype=bool)
+        if not self._runs:
+            return found
+        slot = hashes & np.uint64(_FILTER_BITS - 1)
+        maybe = np.flatnonzero(
+            (self._bits[slot >> np.uint64(3)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1
+        )
+        needles = hashes[maybe]
+        hit = np.zeros(len(needles), dtype=bool)
         for run in self._runs:
-            at = np.searchsorted(run, hashes).clip(max=len(run) - 1)
-            found |= run[at] == hashes
+            at = np.searchsorted(run, needles).clip(max=len(run) - 1)
+            hit |= run[at] == needles
+        found[maybe] = hit
         return found
 
     def add_sorted(self, new: np.ndarray) -> None:
         """Add hashes in ascending order, none repeated nor already present."""
+        slot = new & np.uint64(_FILTER_BITS - 1)
+        np.bitwise_or.at(
+            self._bits, slot >> np.uint64(3), np.left_shift(1, slot & np.uint64(7)).astype(np.uint8)
+        )
         run = new
         while self._runs and len(self._runs[-1]) <= 2 * len(run):
             last = self._runs.pop()
