@@ -28,6 +28,9 @@ class Violation:
     column: str
     rule: str
     value: str
+    #: The file's line (1-based, header = line 1) where the reader knows it: CSV uploads.
+    line: int | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -43,6 +46,9 @@ class ContractError(ValueError):
     """The upload as a whole cannot be checked (e.g. a required column is missing)."""
 
 
+_FILTER_BITS = 1 << 27
+
+
 class KeyIndex:
     """The keys an upload has shown so far, as sorted 64-bit hashes.
 
@@ -52,26 +58,65 @@ class KeyIndex:
     """
 
     def __init__(self) -> None:
-        self._sorted = np.empty(0, dtype=np.uint64)
+        # Sorted runs, each at least twice the next one's size (a binary counter of merges): adding
+        # costs O(log n) amortised per key, where merging every batch into one array costs O(n).
+        self._runs: list[np.ndarray] = []
+        # One bit per hash's low bits (16 MiB): a key whose bit is clear was never added, so only the
+        # few whose bit is set (about n / 2^27 of them) are searched in the runs.
+        self._bits = np.zeros(_FILTER_BITS >> 3, dtype=np.uint8)
 
     def __len__(self) -> int:
-        return len(self._sorted)
+        return sum(len(run) for run in self._runs)
 
     @staticmethod
     def hashes(keys: pd.Series) -> np.ndarray:
-        return pd.util.hash_array(keys.astype("string").fillna("").to_numpy(dtype=object))
+        return KeyIndex.hash_text(keys.astype("string").fillna("").to_numpy(dtype=object))
+
+    @staticmethod
+    def hash_text(keys: np.ndarray) -> np.ndarray:
+        """Hashes of an object array of strings (keys are mostly distinct: no categorising first)."""
+        return pd.util.hash_array(keys, categorize=False)
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
-        if not len(self._sorted):
-            return np.zeros(len(hashes), dtype=bool)
-        at = np.searchsorted(self._sorted, hashes).clip(max=len(self._sorted) - 1)
-        return np.asarray(self._sorted[at] == hashes)
+        # Sorted needles walk the index in order: far fewer cache misses than random ones.
+        order = np.argsort(hashes)
+        found = np.empty(len(hashes), dtype=bool)
+        found[order] = self.contains_sorted(hashes[order])
+        return found
+
+    def contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
+        """``contains`` for needles already in ascending order."""
+        found = np.zeros(len(hashes), dtype=bool)
+        if not self._runs:
+            return found
+        slot = hashes & np.uint64(_FILTER_BITS - 1)
+        maybe = np.flatnonzero(
+            (self._bits[slot >> np.uint64(3)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1
+        )
+        needles = hashes[maybe]
+        hit = np.zeros(len(needles), dtype=bool)
+        for run in self._runs:
+            at = np.searchsorted(run, needles).clip(max=len(run) - 1)
+            hit |= run[at] == needles
+        found[maybe] = hit
+        return found
+
+    def add_sorted(self, new: np.ndarray) -> None:
+        """Add hashes in ascending order, none repeated nor already present."""
+        slot = new & np.uint64(_FILTER_BITS - 1)
+        np.bitwise_or.at(
+            self._bits, slot >> np.uint64(3), np.left_shift(1, slot & np.uint64(7)).astype(np.uint8)
+        )
+        run = new
+        while self._runs and len(self._runs[-1]) <= 2 * len(run):
+            last = self._runs.pop()
+            run = np.insert(last, np.searchsorted(last, run), run)
+        if len(run):
+            self._runs.append(run)
 
     def add(self, hashes: np.ndarray) -> None:
         new = np.unique(hashes)
-        new = new[~self.contains(new)]
-        # A sorted merge: O(n) per chunk, where re-sorting everything would be O(n log n).
-        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
+        self.add_sorted(new[~self.contains_sorted(new)])
 
 
 def check(
@@ -81,21 +126,25 @@ def check(
     first_row: int = 0,
     seen_keys: set[str] | KeyIndex | None = None,
     now: datetime | None = None,
+    rows: np.ndarray | None = None,
 ) -> CheckResult:
     """Split ``raw`` (all values as text or native types) into good and bad rows.
 
     ``first_row`` numbers rows across chunks so reports point at the row of the uploaded file;
     ``seen_keys`` carries the keys of earlier chunks so uniqueness holds across the whole upload;
-    ``now`` is the time freshness is judged at (rows older than the contract's ``max_age_days``).
+    ``now`` is the time freshness is judged at (rows older than the contract's ``max_age_days``);
+    ``rows``, when given, numbers the rows instead of ``first_row`` (a reader that set lines aside).
     """
     missing = [c.name for c in contract.columns if c.name not in raw.columns]
     if missing:
         raise ContractError(f"missing columns: {', '.join(missing)}")
-    rows = pd.RangeIndex(first_row, first_row + len(raw))
-    raw = raw.set_axis(rows)
+    rows_index = pd.Index(rows) if rows is not None else pd.RangeIndex(first_row, first_row + len(raw))
+    raw = raw.set_axis(rows_index)
     typed: dict[str, pd.Series] = {}
     # A record the reader could not parse is reported once, under `parse`, not once per empty field.
-    unparsed = ~_is_null(raw[PARSE_ERROR]) if PARSE_ERROR in raw.columns else pd.Series(False, index=rows)
+    unparsed = (
+        ~_is_null(raw[PARSE_ERROR]) if PARSE_ERROR in raw.columns else pd.Series(False, index=rows_index)
+    )
     bad_mask = unparsed.copy()
     violations: list[Violation] = []
     for spec in contract.columns:
@@ -112,7 +161,7 @@ def check(
         dup = _duplicates(raw[contract.key], bad_mask, seen_keys) & ~unparsed
         violations.extend(_violations(raw[contract.key], dup, contract.key, "unique"))
         bad_mask |= dup
-    good = pd.DataFrame(typed, index=rows)[~bad_mask].reset_index(drop=True)
+    good = pd.DataFrame(typed, index=rows_index)[~bad_mask].reset_index(drop=True)
     violations.sort(key=lambda v: (v.row, v.column))
     return CheckResult(good=good, bad=raw[bad_mask], violations=violations)
 

@@ -8,8 +8,9 @@ single-function path.
 
 Chunks are byte ranges at line ends for plain CSV and JSON lines, row groups for Parquet. A gzip stream
 cannot be entered in the middle, so a gzipped upload is one chunk (read in bounded batches all the
-same, within one function's time limit). A CSV field that holds a line break and straddles a planned
-split cannot parse: that chunk then goes whole to quarantine, counted by its lines, so nothing is lost.
+same, within one function's time limit). CSV chunks are read as single-file uploads are
+(:mod:`mlcycle.data.csv_lines`): a line that cannot be a row is quarantined alone, with its line number
+in the upload.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ from mlcycle.data.prepare import (
     Upload,
     _Sinks,
     check_chunks,
+    check_csv,
     conclude,
     contract_for,
     file_hash,
     put_curated,
     quarantine_prefix,
 )
-from mlcycle.data.readers import GZIP_MAGIC, JSON_SUFFIXES, PARQUET_MAGIC, read_chunks
+from mlcycle.data.readers import GZIP_MAGIC, JSON_SUFFIXES, PARQUET_MAGIC, detect, read_chunks
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -221,10 +223,23 @@ def process_chunk(
         work = Path(tmp)
         source = _chunk_source(request, s3, work)
         try:
-            frames = _frames(request, source, contract, s3, batch_rows)
-            sinks = check_chunks(
-                frames, contract, _Sinks(work), first_row=int(item["first_row"]), now=_now(request)
+            fmt, gzipped = (
+                ("parquet", False) if request["format"] == "parquet" else detect(source, upload.key)
             )
+            if fmt == "csv":  # line-level faults quarantine their line alone, numbered as in the upload
+                sinks = check_csv(
+                    source,
+                    gzipped,
+                    contract,
+                    _Sinks(work),
+                    first_row=int(item["first_row"]),
+                    now=_now(request),
+                )
+            else:
+                frames = _frames(request, source, contract, s3, batch_rows)
+                sinks = check_chunks(
+                    frames, contract, _Sinks(work), first_row=int(item["first_row"]), now=_now(request)
+                )
         except UNREADABLE as exc:
             summary = _unreadable_chunk(
                 upload, chunk, source, s3=s3, bucket=curated_bucket, reason=f"{type(exc).__name__}: {exc}"

@@ -1,8 +1,12 @@
 """Prepare an upload: contract check, curated Parquet for good rows, quarantine for the rest.
 
-Nothing is lost: for every upload, curated rows + quarantined rows = uploaded rows, and a file that
-cannot be read at all goes whole to quarantine with the reason. Uploads (CSV, JSON lines, Parquet, each
-also gzipped) are read in chunks so memory is bounded by the chunk size, not the file size. Output keys
+Nothing is lost: for every upload, curated rows + quarantined rows = uploaded rows. A line of a CSV that
+cannot be a row (ragged, an unterminated quote, bytes that are not UTF-8) goes to quarantine alone with
+its line number and reason; a file that cannot be read at all (no header, a broken gzip or Parquet
+footer, missing columns) goes whole to quarantine with the reason. Uploads (CSV, JSON lines, Parquet,
+each also gzipped) are read in chunks so memory is bounded by the chunk size, not the file size; CSV
+is read by Arrow and checked on Arrow columns (:mod:`mlcycle.data.csv_lines`,
+:mod:`mlcycle.data.columnar`). Output keys
 derive from the object's identity (key + version), so a redelivered S3 event rewrites the same objects
 instead of adding rows (and the handler's idempotency makes it write nothing at all).
 
@@ -29,8 +33,9 @@ import pyarrow.parquet as pq
 
 from mlcycle import lineage as lin
 from mlcycle.config import DatasetContract, Settings
-from mlcycle.data import catalog
-from mlcycle.data.contracts import ContractError, KeyIndex, Violation, check
+from mlcycle.data import catalog, csv_lines
+from mlcycle.data.columnar import check_table
+from mlcycle.data.contracts import PARSE_ERROR, ContractError, KeyIndex, Violation, check
 from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
 from mlcycle.data.readers import count_records, detect, read_chunks
 from mlcycle.names import EventType
@@ -201,6 +206,16 @@ class _Sinks:
         self._writer.write_table(table.cast(self._writer.schema))
         self.findings.curated_rows += len(frame)
 
+    def add_good_table(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.curated_path, table.schema, coerce_timestamps="us", allow_truncated_timestamps=True
+            )
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.findings.curated_rows += table.num_rows
+
     def add_bad(self, frame: pd.DataFrame, violations: list[Violation]) -> None:
         if self._bad_writer is None:
             self._bad_writer = csv.writer(self._bad_file)
@@ -238,6 +253,63 @@ def check_chunks(
     return sinks
 
 
+def check_csv(
+    path: Path,
+    gzipped: bool,
+    contract: DatasetContract,
+    sinks: _Sinks,
+    *,
+    first_row: int = 0,
+    now: datetime | None = None,
+    block_bytes: int = csv_lines.BLOCK_BYTES,
+    use_threads: bool = True,
+) -> _Sinks:
+    """Check a CSV block by block into ``sinks``: lines that cannot be rows go to quarantine on their
+    own (with line number and reason), the others through the contract."""
+    seen = KeyIndex()
+    try:
+        names = csv_lines.header(path, gzipped)
+        missing = [c.name for c in contract.columns if c.name not in names]
+        if missing:
+            raise ContractError(f"missing columns: {', '.join(missing)}")
+        columns = [*names, "_line", PARSE_ERROR]
+        blocks = csv_lines.blocks(
+            path,
+            gzipped,
+            block_bytes=block_bytes,
+            use_threads=use_threads,
+            first_row=first_row,
+            first_line=first_row + 2,
+        )
+        for block in blocks:
+            good, bad_mask, violations = check_table(
+                block.table, contract, block.rows, seen_keys=seen, now=now
+            )
+            sinks.add_good_table(good)
+            bad = block.table.filter(pa.array(bad_mask)).to_pandas() if bad_mask.any() else pd.DataFrame()
+            bad.index = block.rows[bad_mask]
+            bad["_line"] = block.lines[bad_mask]
+            line_of = dict(zip(block.rows[bad_mask].tolist(), block.lines[bad_mask].tolist(), strict=True))
+            for v in violations:
+                v.line = line_of[v.row]
+            if block.bad:
+                lines = pd.DataFrame(
+                    {"_line": [b.line for b in block.bad], PARSE_ERROR: [b.text for b in block.bad]},
+                    index=[b.row for b in block.bad],
+                )
+                bad = pd.concat([bad, lines]).sort_index()
+                violations = sorted(
+                    violations
+                    + [Violation(b.row, PARSE_ERROR, b.rule, b.text, b.line, b.reason) for b in block.bad],
+                    key=lambda v: (v.row, v.column),
+                )
+            if len(bad):
+                sinks.add_bad(bad.reindex(columns=columns).fillna("").astype({"_line": "int64"}), violations)
+    finally:
+        sinks.close()
+    return sinks
+
+
 def prepare_file(
     path: Path,
     contract: DatasetContract,
@@ -246,8 +318,19 @@ def prepare_file(
     *,
     name: str = "",
     now: datetime | None = None,
+    block_bytes: int = csv_lines.BLOCK_BYTES,
+    use_threads: bool = True,
 ) -> _Sinks:
-    """Check a local file chunk by chunk into sinks under ``work``. Raises on an unreadable file."""
+    """Check a local file chunk by chunk into sinks under ``work``. Raises on an unreadable file.
+
+    A CSV is read in blocks of ``block_bytes`` (line-level faults quarantine their line alone); JSON
+    lines and Parquet in chunks of ``chunk_rows``."""
+    fmt, gzipped = detect(path, name or path.name)
+    if fmt == "csv":
+        sinks = _Sinks(work)
+        return check_csv(
+            path, gzipped, contract, sinks, now=now, block_bytes=block_bytes, use_threads=use_threads
+        )
     columns = [c.name for c in contract.columns]
     chunks = read_chunks(path, chunk_rows, name=name or path.name, columns=columns)
     return check_chunks(chunks, contract, _Sinks(work), now=now)

@@ -1,11 +1,11 @@
-"""Read an upload in bounded chunks of text-valued rows: CSV, JSON lines or Parquet, each also gzipped.
+"""Read an upload in bounded chunks of text-valued rows: JSON lines or Parquet, each also gzipped.
 
 The format comes from the content where it says it (gzip and Parquet have magic bytes) and from the
-name otherwise (``.jsonl``/``.ndjson``/``.json`` are JSON lines, anything else is CSV). Every chunk is a
-DataFrame whose values are text (or missing), the form the contract check parses, so one check serves
-all formats. Memory is bounded by ``chunk_rows``: CSV and JSON lines stream, Parquet is read one batch of
-row groups at a time (a gzipped Parquet file is first inflated to local disk, since Parquet needs
-random access).
+name otherwise (``.jsonl``/``.ndjson``/``.json`` are JSON lines, anything else is CSV). CSV is read by
+:mod:`mlcycle.data.csv_lines` (Arrow, line-level faults set aside) and checked on Arrow columns; here every
+chunk is a DataFrame whose values are text (or missing), the form the pandas contract check parses.
+Memory is bounded by ``chunk_rows``: JSON lines stream, Parquet is read one batch of row groups at a time
+(a gzipped Parquet file is first inflated to local disk, since Parquet needs random access).
 """
 
 from __future__ import annotations
@@ -60,18 +60,8 @@ def read_chunks(
         return _parquet_chunks(_inflated(path) if gzipped else path, chunk_rows)
     if fmt == "jsonl":
         return _jsonl_chunks(path, gzipped, chunk_rows, columns)
-    return _csv_chunks(path, gzipped, chunk_rows)
-
-
-def _csv_chunks(path: Path, gzipped: bool, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    yield from pd.read_csv(
-        path,
-        dtype=str,
-        keep_default_na=False,
-        chunksize=chunk_rows,
-        compression="gzip" if gzipped else None,
-        encoding="utf-8",
-    )
+    # A CSV read here would lose the lines that cannot be rows: it goes through prepare.check_csv.
+    raise NotImplementedError("CSV uploads are read by mlcycle.data.csv_lines (prepare.check_csv)")
 
 
 def _jsonl_chunks(

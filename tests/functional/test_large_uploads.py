@@ -72,3 +72,19 @@ def test_parquet_is_split_by_row_group(s3: Any, buckets: None, settings: Setting
     planned, result = _run(s3, "uploads/churn/big.parquet", buffer.getvalue(), settings, 1000)
     assert planned["chunks"] == 5 and planned["format"] == "parquet"
     assert (result.rows, result.curated_rows) == (45, 45)
+
+
+def test_a_bad_line_in_a_later_chunk_is_reported_at_its_line_of_the_upload(
+    s3: Any, buckets: None, settings: Settings
+) -> None:
+    # GIVEN a CSV of 60 rows whose line 47 (in the third chunk of 20 rows) is ragged
+    lines = generate(60, seed=23).to_csv(index=False).encode().splitlines()
+    lines[46] = b"too,few"
+    # WHEN it goes through the large-upload steps
+    _, result = _run(s3, "uploads/churn/ragged.csv", b"\n".join(lines) + b"\n", settings, 20)
+    # THEN that line alone is quarantined, numbered as in the upload, and the 59 other rows curated
+    assert (result.rows, result.curated_rows, result.quarantined_rows) == (60, 59, 1)
+    report = json.loads(
+        s3.get_object(Bucket="curated", Key=f"quarantine/churn/{result.upload_id}/report.json")["Body"].read()
+    )
+    assert [(v["row"], v["line"], v["rule"]) for v in report["violations"]] == [(45, 47, "ragged")]

@@ -72,7 +72,7 @@ def test_gzip_upload_is_read(s3: Any, buckets: Any, settings: Settings) -> None:
     [
         ("empty.csv", b"", "EmptyDataError"),
         ("truncated.csv.gz", gzip.compress(b"customer_id,event_time\n" * 500, mtime=0)[:60], "Error"),
-        ("latin1.csv", "customer_id\n\xe9t\xe9\n".encode("latin-1"), "UnicodeDecodeError"),
+        ("latin1-header.csv", "customer_\xe9d\n1\n".encode("latin-1"), "UnicodeDecodeError"),
         ("wrong-columns.csv", b"a,b\n1,2\n", "missing columns"),
     ],
 )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import pandas as pd
 import pytest
 
 from mlcycle import aws
@@ -109,3 +111,39 @@ def test_a_new_version_of_the_same_key_is_prepared(platform: dict[str, Any]) -> 
     # THEN each is its own upload, both curated
     assert first["uploads"][0]["upload_id"] != second["uploads"][0]["upload_id"]
     assert _versions(s3, "manifests/churn/") == 2
+
+
+def test_a_ragged_upload_curates_its_good_rows(platform: dict[str, Any]) -> None:
+    from functions.prepare_data import handler
+
+    # GIVEN a CSV of 40 rows whose line 12 lost its last fields and line 31 has bytes that are not UTF-8
+    s3 = platform["s3"]
+    lines = generate(40, seed=14).to_csv(index=False).encode().splitlines()
+    lines[11] = b",".join(lines[11].split(b",")[:4])
+    at = len(lines[30]) + 1
+    lines[30] = lines[30] + b"\xff"
+    event = _s3_event(s3, "uploads/churn/ragged.csv", b"\n".join(lines) + b"\n")
+    # WHEN the prepare-data function handles its S3 event
+    (result,) = handler(event, _context())["uploads"]
+    # THEN the 38 good rows are curated and the two bad lines quarantined: 40 rows in, none lost
+    assert (result["rows"], result["curated_rows"], result["quarantined_rows"]) == (40, 38, 2)
+    assert result["reason"] is None and _versions(s3, "curated/churn/") == 1
+    curated = pd.read_parquet(
+        io.BytesIO(
+            s3.get_object(Bucket="curated", Key=result["curated_uri"].removeprefix("s3://curated/"))[
+                "Body"
+            ].read()
+        )
+    )
+    assert len(curated) == 38
+    # AND the quarantine report names each bad line, its number in the file and why
+    prefix = f"quarantine/churn/{result['upload_id']}/"
+    report = json.loads(s3.get_object(Bucket="curated", Key=prefix + "report.json")["Body"].read())
+    assert [(v["line"], v["rule"], v["reason"]) for v in report["violations"]] == [
+        (12, "ragged", "4 fields, expected 10"),
+        (31, "encoding", f"byte {at} of the line is not UTF-8 (invalid start byte)"),
+    ]
+    assert (report["curated_rows"], report["quarantined_rows"], report["whole_file"]) == (38, 2, False)
+    rows = pd.read_csv(io.BytesIO(s3.get_object(Bucket="curated", Key=prefix + "rows.csv")["Body"].read()))
+    assert rows["_line"].tolist() == [12, 31]
+    assert sorted(_events(platform)) == ["DatasetQuarantined", "DatasetValidated"]

@@ -152,3 +152,19 @@ def test_key_index_finds_keys_of_earlier_chunks() -> None:
     index.add(KeyIndex.hashes(pd.Series(["c", "a"])))
     assert len(index) == 3
     assert list(index.contains(KeyIndex.hashes(pd.Series(["a", "z", "c"])))) == [True, False, True]
+
+
+def test_key_index_keeps_every_key_across_many_batches() -> None:
+    # GIVEN keys added in 40 batches of uneven sizes (the index merges its sorted runs as it grows)
+    index = KeyIndex()
+    batches = [[f"k{b}-{i}" for i in range(1 + b * 7 % 50)] for b in range(40)]
+    for keys in batches:
+        hashes = KeyIndex.hashes(pd.Series(keys))
+        # THEN no key of a batch was seen before it, and each is found after it is added
+        assert not index.contains(hashes).any()
+        index.add(hashes)
+        assert index.contains(hashes).all()
+    everything = [k for keys in batches for k in keys]
+    assert len(index) == len(everything)
+    assert index.contains(KeyIndex.hashes(pd.Series(everything))).all()
+    assert not index.contains(KeyIndex.hashes(pd.Series(["k-missing", "z"]))).any()
