@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlcycle.monitoring.statistics import FloatArray
 
@@ -99,9 +101,11 @@ def uniform_counts(values: FloatArray, edges: FloatArray) -> FloatArray:
     """
     bins = len(edges) - 1
     width = float(edges[-1] - edges[0])
-    index = ((values - edges[0]) * (bins / width if width > 0 else 0.0)).astype(np.int64)
-    np.clip(index, 0, bins - 1, out=index)
-    return np.bincount(index, minlength=bins).astype(np.float64)
+    position = values - edges[0]
+    position *= bins / width if width > 0 else 0.0
+    # clipped as floats, in place: the cast then truncates non-negative numbers, i.e. floors them
+    np.clip(position, 0.0, bins - 1, out=position)
+    return np.bincount(position.astype(np.intp), minlength=bins).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,9 @@ def _seconds(series: pd.Series) -> pd.Series:
 
 
 def categorical_side(series: pd.Series) -> CategoricalSide:
+    arrow = _arrow_strings(series)
+    if arrow is not None:
+        return _arrow_side(arrow)
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy()
         uniques = series.cat.categories
@@ -179,6 +186,26 @@ def categorical_side(series: pd.Series) -> CategoricalSide:
     return CategoricalSide(
         categories=categories, counts=counts, rows=len(series), missing=len(series) - len(valid)
     )
+
+
+def _arrow_strings(series: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow array behind a column of Arrow strings (pandas 3's default for text read from Parquet),
+    else None."""
+    if not isinstance(series.dtype, pd.StringDtype) or series.dtype.storage != "pyarrow":
+        return None
+    array = pa.chunked_array(pa.array(series))
+    return array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else None
+
+
+def _arrow_side(array: pa.ChunkedArray) -> CategoricalSide:
+    # Arrow's hash count keeps first-seen order, as pd.factorize does, at about half its cost.
+    counted = pc.value_counts(array)
+    values = counted.field("values")
+    present = pc.is_valid(values)
+    categories = pd.Index(values.filter(present).to_pylist(), dtype=object)
+    counts = counted.field("counts").filter(present).to_numpy().astype(np.float64)
+    rows = len(array)
+    return CategoricalSide(categories=categories, counts=counts, rows=rows, missing=array.null_count)
 
 
 def _is_missing(value: object) -> bool:
