@@ -24,6 +24,7 @@ function                           the SciPy (or Evidently) value it reproduces
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -262,6 +263,8 @@ _SORT_MAX_VALUES = 4096
 _GRID_MAX = 1 << 18
 _GRID_SAMPLE = 20_000
 _MAX_DEPTH = 4
+#: Integer samples spanning at most this many values are counted per value.
+_INTEGER_SPAN = 1 << 16
 
 
 def wasserstein_unsorted(a: FloatArray, b: FloatArray) -> float:
@@ -294,18 +297,25 @@ def _integer_wasserstein(a: FloatArray, b: FloatArray, end: float) -> float | No
     n, m = len(a), len(b)
     start = min(float(np.min(a)), float(np.min(b)))
     span = end - start
-    if span > 4 * (n + m) or n + m <= _SORT_MAX_VALUES:
+    if span > min(4 * (n + m), _INTEGER_SPAN) or n + m <= _SORT_MAX_VALUES:
         return None
     stride = max(1, n // _GRID_SAMPLE)
     if not np.array_equal(a[::stride], np.round(a[::stride])):
         return None
     counts = []
     for values in (a, b):
-        offsets = values - start
-        whole = offsets.astype(np.intp)
-        if not np.array_equal(whole, offsets):
-            return None
-        counts.append(np.bincount(whole, minlength=int(span) + 1))
+        total = np.zeros(int(span) + 1, dtype=np.intp)
+        offsets = np.empty(min(_BLOCK, len(values)))
+        whole = np.empty(len(offsets), dtype=np.intp)
+        for first in range(0, len(values), _BLOCK):
+            block = values[first : first + _BLOCK]
+            q, k = offsets[: len(block)], whole[: len(block)]
+            np.subtract(block, start, out=q)
+            k[...] = q
+            if not np.array_equal(k, q):
+                return None
+            total += np.bincount(k, minlength=len(total))
+        counts.append(total)
     d = np.cumsum(counts[0][:-1]) / n - np.cumsum(counts[1][:-1]) / m
     return float(np.abs(d).sum())
 
@@ -343,13 +353,9 @@ def _integral(part: _Part, depth: int) -> float:
     scale = size / (high - low)
     # Positions: bucket j (1..size) holds the values at positions in [j, j + 1); 0 and size + 1 take
     # what lies below low and from high on.
-    qa, ids_a = _positions(a, low, scale, size)
-    qb, ids_b = _positions(b, low, scale, size)
-    length = size + 2
-    ca = np.bincount(ids_a, minlength=length).astype(np.float64)
-    cb = np.bincount(ids_b, minlength=length).astype(np.float64)
-    sum_a = np.bincount(ids_a, weights=qa, minlength=length)
-    sum_b = np.bincount(ids_b, weights=qb, minlength=length)
+    grid = _Grid(low, scale, size)
+    ca, sum_a = grid.sums(a)
+    cb, sum_b = grid.sums(b)
     # D at the lower edge of each bucket, from whole counts (a cumulative sum of steps would drift)
     before = part.start + (np.cumsum(ca) - ca) * step_a - (np.cumsum(cb) - cb) * step_b
     inner = slice(1, size + 1)
@@ -363,35 +369,83 @@ def _integral(part: _Part, depth: int) -> float:
     d = before[inner]
     crossing = (d - cb[inner] * step_b < 0) & (d + ca[inner] * step_a > 0)
     total = float(np.abs(signed[~crossing]).sum())
+    # A second pass picks the values of the crossing buckets and those outside the grid.
+    wanted = np.zeros(size + 2, dtype=bool)
+    wanted[1:-1] = crossing
+    wanted[0] = wanted[-1] = True
+    qa, ids_a, outside_a = grid.pick(a, wanted)
+    qb, ids_b, outside_b = grid.pick(b, wanted)
     if crossing.any():
         total += _resolve((qa, ids_a), (qb, ids_b), crossing=crossing, before=before, jumps=(step_a, step_b))
     total /= scale  # positions back to values
     # Below the grid: the same problem on fewer values, up to the grid's low edge.
     if ca[0] or cb[0]:
-        lower = _Part(a[ids_a == 0], b[ids_b == 0], step_a, step_b, part.start, low)
+        lower = _Part(outside_a[ids_a == 0], outside_b[ids_b == 0], step_a, step_b, part.start, low)
         total += _integral(lower, depth + 1)
     else:  # nothing below low: the grid's first bucket starts at low, the integral at the smallest value
         total -= abs(part.start) * (smallest - low)
     # From high on: D is before[-1] up to the smallest value there, then the same problem again.
     rest = float(before[-1])
-    upper = _Part(a[ids_a == size + 1], b[ids_b == size + 1], step_a, step_b, rest, part.end)
+    upper = _Part(outside_a[ids_a == size + 1], outside_b[ids_b == size + 1], step_a, step_b, rest, part.end)
     total += abs(rest) * (upper.below(part.end) - high)
     if ca[-1] or cb[-1]:
         total += _integral(upper, depth + 1)
     return total
 
 
-def _positions(
-    values: FloatArray, low: float, scale: float, size: int
-) -> tuple[FloatArray, NDArray[np.intp]]:
-    """Each value's position on the grid (1 + (value - low) * scale, clipped to [0, size + 1]) and its
-    bucket (the position's integer part)."""
-    position = values - low
-    with np.errstate(over="ignore"):  # +-1e308 * scale: infinite, then clipped
-        position *= scale
-    position += 1.0
-    np.clip(position, 0.0, float(size + 1), out=position)
-    return position, position.astype(np.intp)
+#: Values are placed on the grid this many at a time, in buffers reused from block to block: a block
+#: stays in cache, and no temporary as large as a column is allocated (fresh pages cost more here than
+#: the arithmetic).
+_BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Buckets 1..size of equal width over [low, high); 0 and size + 1 take what lies outside."""
+
+    low: float
+    scale: float  # buckets per unit of value
+    size: int
+
+    def blocks(self, values: FloatArray) -> Iterator[tuple[FloatArray, FloatArray, NDArray[np.intp]]]:
+        """Per block of values: the values, their positions (1 + (value - low) * scale, clipped to
+        [0, size + 1]) and their buckets (the positions' integer parts)."""
+        positions = np.empty(min(_BLOCK, len(values)))
+        buckets = np.empty(len(positions), dtype=np.intp)
+        for first in range(0, len(values), _BLOCK):
+            block = values[first : first + _BLOCK]
+            q, k = positions[: len(block)], buckets[: len(block)]
+            np.subtract(block, self.low, out=q)
+            with np.errstate(over="ignore"):  # +-1e308 * scale: infinite, then clipped
+                q *= self.scale
+            q += 1.0
+            # every step is monotone, so the order of the values is kept; clipping first keeps huge
+            # values from overflowing the cast, which then truncates non-negative numbers (floors them)
+            np.clip(q, 0.0, float(self.size + 1), out=q)
+            k[...] = q
+            yield block, q, k
+
+    def sums(self, values: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Per bucket: how many values, and the sum of their positions."""
+        counts = np.zeros(self.size + 2)
+        sums = np.zeros(self.size + 2)
+        for _, q, k in self.blocks(values):
+            counts += np.bincount(k, minlength=self.size + 2)
+            sums += np.bincount(k, weights=q, minlength=self.size + 2)
+        return counts, sums
+
+    def pick(
+        self, values: FloatArray, wanted: NDArray[np.bool_]
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """The positions, buckets and values of the values in the ``wanted`` buckets."""
+        picked: list[tuple[FloatArray, NDArray[np.intp], FloatArray]] = []
+        for block, q, k in self.blocks(values):
+            take = wanted[k]
+            picked.append((q[take], k[take], block[take]))
+        if not picked:
+            return np.empty(0), np.empty(0, dtype=np.intp), np.empty(0)
+        q_all, k_all, v_all = (np.concatenate(parts) for parts in zip(*picked, strict=True))
+        return q_all, k_all, v_all
 
 
 #: Each crossing bucket is cut again into this many cells before any value is sorted.
@@ -415,10 +469,10 @@ def _resolve(
     (qa, ids_a), (qb, ids_b), (step_a, step_b) = a, b, jumps
     flag = np.zeros(len(before), dtype=bool)
     flag[1:-1] = crossing
-    take_a, take_b = flag[ids_a], flag[ids_b]
+    take_a, take_b = flag[ids_a], flag[ids_b]  # the picked values include those outside the grid
     positions = np.concatenate((qa[take_a], qb[take_b]))
     owner = np.concatenate((ids_a[take_a], ids_b[take_b]))
-    count_a = int(take_a.sum())
+    count_a = int(np.count_nonzero(take_a))
     steps = np.concatenate((np.full(count_a, step_a), np.full(len(positions) - count_a, -step_b)))
     buckets = np.flatnonzero(flag)
     rank = np.zeros(len(before), dtype=np.intp)
