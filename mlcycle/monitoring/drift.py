@@ -28,7 +28,9 @@ Where Evidently's defaults alarm on noise or on nothing, we do otherwise, and sa
 
 Speed: one column of each side at a time (threads over columns). Up to 50k rows a side is sorted once
 and the KS statistic, the Wasserstein distance, counts and histograms all read that sort; above, nothing
-is sorted: the exact Wasserstein distance comes from buckets (``buckets.py``).
+is sorted: the exact Wasserstein distance comes from bucket counts and sums
+(:func:`~mlcycle.monitoring.statistics.wasserstein_unsorted`), categories are counted by Arrow when
+they are Arrow strings.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.monitoring import statistics as st
-from mlcycle.monitoring.buckets import wasserstein_unsorted
 from mlcycle.monitoring.profile import (
     CategoricalSide,
     ColumnKind,
@@ -58,6 +59,7 @@ from mlcycle.monitoring.profile import (
     summarize,
 )
 from mlcycle.monitoring.sources import Columns, columns_of
+from mlcycle.monitoring.statistics import wasserstein_unsorted
 
 TestName = Literal[
     "ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi", "missing", "presence", "none"

@@ -15,9 +15,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlcycle.monitoring.statistics import FloatArray
 
+BLOCK = 1 << 16  # values per block of the display counts
 ColumnKind = Literal["numeric", "categorical"]
 IntArray = np.ndarray
 
@@ -99,9 +102,22 @@ def uniform_counts(values: FloatArray, edges: FloatArray) -> FloatArray:
     """
     bins = len(edges) - 1
     width = float(edges[-1] - edges[0])
-    index = ((values - edges[0]) * (bins / width if width > 0 else 0.0)).astype(np.int64)
-    np.clip(index, 0, bins - 1, out=index)
-    return np.bincount(index, minlength=bins).astype(np.float64)
+    factor = bins / width if width > 0 else 0.0
+    counts = np.zeros(bins, dtype=np.intp)
+    # By blocks, in reused buffers: no temporary as large as the column (fresh pages cost more than
+    # the arithmetic), and each block stays in cache.
+    position = np.empty(min(BLOCK, len(values)))
+    index = np.empty(len(position), dtype=np.intp)
+    for first in range(0, len(values), BLOCK):
+        block = values[first : first + BLOCK]
+        q, k = position[: len(block)], index[: len(block)]
+        np.subtract(block, edges[0], out=q)
+        q *= factor
+        # clipped as floats: the cast then truncates non-negative numbers, i.e. floors them
+        np.clip(q, 0.0, bins - 1, out=q)
+        k[...] = q
+        counts += np.bincount(k, minlength=bins)
+    return counts.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,9 @@ def _seconds(series: pd.Series) -> pd.Series:
 
 
 def categorical_side(series: pd.Series) -> CategoricalSide:
+    arrow = _arrow_strings(series)
+    if arrow is not None:
+        return _arrow_side(arrow)
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy()
         uniques = series.cat.categories
@@ -179,6 +198,26 @@ def categorical_side(series: pd.Series) -> CategoricalSide:
     return CategoricalSide(
         categories=categories, counts=counts, rows=len(series), missing=len(series) - len(valid)
     )
+
+
+def _arrow_strings(series: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow array behind a column of Arrow strings (pandas 3's default for text read from Parquet),
+    else None."""
+    if not isinstance(series.dtype, pd.StringDtype) or series.dtype.storage != "pyarrow":
+        return None
+    array = pa.chunked_array(pa.array(series))
+    return array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else None
+
+
+def _arrow_side(array: pa.ChunkedArray) -> CategoricalSide:
+    # Arrow's hash count keeps first-seen order, as pd.factorize does, at about half its cost.
+    counted = pc.value_counts(array)
+    values = counted.field("values")
+    present = pc.is_valid(values)
+    categories = pd.Index(values.filter(present).to_pylist(), dtype=object)
+    counts = counted.field("counts").filter(present).to_numpy().astype(np.float64)
+    rows = len(array)
+    return CategoricalSide(categories=categories, counts=counts, rows=rows, missing=array.null_count)
 
 
 def _is_missing(value: object) -> bool:

@@ -171,3 +171,18 @@ def test_unhashable_values_in_a_categorical_column_are_compared_as_text() -> Non
     c = compare(reference, current, {"c": "categorical"}).column("c")
     assert c.unseen_categories == ["[3]"] and c.drifted
     assert c.reference_missing_share == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["b", None, "a", "b", "", "a", "b"], [None, None], [], ["x"] * 5],
+    ids=["mixed", "all missing", "empty", "one category"],
+)
+def test_arrow_strings_are_counted_as_the_same_strings_as_objects(values: list[str | None]) -> None:
+    from mlcycle.monitoring.profile import categorical_side
+
+    arrow = categorical_side(pd.Series(values, dtype=pd.StringDtype("pyarrow")))
+    plain = categorical_side(pd.Series(values, dtype=object))
+    assert list(arrow.categories) == list(plain.categories)  # first-seen order on both paths
+    assert arrow.counts.tolist() == plain.counts.tolist()
+    assert (arrow.rows, arrow.missing) == (plain.rows, plain.missing)

@@ -263,3 +263,47 @@ def test_bucketed_wasserstein_matches_scipy_without_sorting(name: str, a: np.nda
     from mlcycle.monitoring.buckets import wasserstein_unsorted
 
     assert wasserstein_unsorted(a, b) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-12)
+
+
+def _more_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Shapes the bucketed form meets in monitor windows: skewed modes (crossings cut into cells),
+    integers (counted), rounded values (cells of one value), tails outside the grid."""
+    rng = np.random.default_rng(12)
+    n = 300_000
+    return [
+        ("lognormal null", rng.lognormal(0, 1, n), rng.lognormal(0, 1, n + 11)),
+        ("integers shifted", rng.integers(0, 500, n).astype(float), rng.integers(15, 515, n).astype(float)),
+        (
+            "negative integers",
+            rng.integers(-40, 40, n).astype(float),
+            rng.integers(-41, 39, n // 3).astype(float),
+        ),
+        ("integers and a fraction", rng.integers(0, 50, n).astype(float), np.r_[rng.integers(0, 50, n), 0.5]),
+        (
+            "integers over a wide span",
+            rng.integers(0, 10**7, n).astype(float),
+            rng.integers(0, 10**7, n).astype(float),
+        ),
+        ("ties at 0.001", np.round(rng.lognormal(0, 1, n), 3), np.round(rng.lognormal(0, 1, n), 3)),
+        (
+            "both tails far",
+            np.r_[rng.normal(size=n), rng.normal(-1e6, 1, 900)],
+            np.r_[rng.normal(size=n), [3e7] * 500],
+        ),
+        ("current all above", rng.normal(size=n), rng.normal(50, 0.1, size=n // 2)),
+        (
+            "mixture",
+            np.r_[rng.normal(size=n), np.zeros(n // 3)],
+            np.r_[rng.normal(0.01, 1, n), np.zeros(n // 2)],
+        ),
+    ]
+
+
+BUCKETED = LARGE + _more_pairs()
+
+
+@pytest.mark.parametrize(("name", "a", "b"), BUCKETED, ids=[p[0] for p in BUCKETED])
+def test_unsorted_wasserstein_matches_scipy(name: str, a: np.ndarray, b: np.ndarray) -> None:
+    shuffled_a, shuffled_b = np.random.default_rng(3).permutation(a), np.random.default_rng(4).permutation(b)
+    expected = stats.wasserstein_distance(a, b)
+    assert S.wasserstein_unsorted(shuffled_a, shuffled_b) == pytest.approx(expected, rel=1e-9, abs=1e-12)
