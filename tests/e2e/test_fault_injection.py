@@ -162,13 +162,14 @@ def test_a_function_that_dies_before_announcing_is_retried_and_curates_once(
     local: LocalPlatform, bus_events: Callable[[], list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     c, p = local.clients, local.platform
-    assert wait_for_async(timeout=60, function_name=_prepare_function(local))
+    prepare = _prepare_function(local)  # by its handler, which the fault below replaces
+    assert wait_for_async(timeout=60, function_name=prepare)
     bus_events()
     # GIVEN a prepare function that dies once, after writing the curated data, before announcing it
     with _dying_prepare(local, tmp_path), _faster_clock(local, 10):
         # WHEN an upload arrives, and Lambda retries the invocation that died
         upload_id = put_upload(local, "uploads/churn/dies.csv", _broken_upload(70, seed=42))
-        assert wait_for_async(timeout=120, function_name=_prepare_function(local))
+        assert wait_for_async(timeout=120, function_name=prepare)
     # THEN it died once, and the retry finished the work: every row accounted for, announced once
     assert (tmp_path / "died").exists()
     manifest = _manifest(local, upload_id, timeout=10)
