@@ -43,6 +43,8 @@ Say = Callable[[str], None]
 TIME_SCALE = 600
 #: Rows per burst of traffic: each burst fills one monitor window (above monitoring.min_rows).
 BURST_ROWS = 400
+#: Bursts of new-regime traffic at most, after the promotion, for every alert to recover.
+RECOVERY_BURSTS = 8
 #: The labelled batch that arrives after the drift: the new regime's history, newer than the first data.
 NEW_DATA_ROWS = 4000
 NEW_DATA_START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -165,11 +167,12 @@ class ClosedLoop:
         self.say(f"model v{version} replaced v{champion} on {self.settings.endpoint_name}")
 
     def recover(self) -> None:
-        """Traffic of the new regime goes on; the monitors recover and the alerts resolve."""
-        for burst in range(1, 6):
+        """Traffic of the new regime goes on until the monitors recover and every page is resolved (more
+        than one alert may have fired: drift, model quality; each recovers in its own windows)."""
+        for burst in range(1, RECOVERY_BURSTS + 1):
             self.send(churn.generate(BURST_ROWS, seed=800 + burst, drift=1.0))
             self.say(f"sent burst {burst} of traffic to the new model")
-            if self._wait(lambda: self._pagerduty("resolve"), 20, "PagerDuty resolve"):
+            if self._wait(self._pages_resolved, 20, "resolve of every page"):
                 break
         else:
             raise cycle.CycleError(
@@ -265,6 +268,18 @@ class ClosedLoop:
 
     def _pagerduty(self, action: str) -> bool:
         return any(_body(r).get("event_action") == action for r in self.sink.requests(PAGERDUTY))
+
+    def _pages_resolved(self) -> bool:
+        """Every incident PagerDuty was sent has been resolved."""
+        keys = {
+            action: {
+                str(_body(r).get("dedup_key"))
+                for r in self.sink.requests(PAGERDUTY)
+                if _body(r).get("event_action") == action
+            }
+            for action in ("trigger", "resolve")
+        }
+        return bool(keys["trigger"]) and keys["trigger"] <= keys["resolve"]
 
     def _slack(self, *, resolved: bool) -> bool:
         texts = [str(_body(r).get("text", "")) for r in self.sink.requests(SLACK)]
