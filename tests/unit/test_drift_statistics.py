@@ -258,13 +258,6 @@ def _large_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
 LARGE = _large_pairs()
 
 
-@pytest.mark.parametrize(("name", "a", "b"), LARGE, ids=[p[0] for p in LARGE])
-def test_bucketed_wasserstein_matches_scipy_without_sorting(name: str, a: np.ndarray, b: np.ndarray) -> None:
-    from mlcycle.monitoring.buckets import wasserstein_unsorted
-
-    assert wasserstein_unsorted(a, b) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-12)
-
-
 def _more_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Shapes the bucketed form meets in monitor windows: skewed modes (crossings cut into cells),
     integers (counted), rounded values (cells of one value), tails outside the grid."""
