@@ -29,8 +29,9 @@ IntArray = np.ndarray
 class NumericSide:
     """Present values (sorted ascending when ``is_sorted``); ``rows`` counts missing ones too.
 
-    Large windows are not sorted: their Wasserstein distance comes from buckets (``buckets.py``), and
-    every other question below has an answer that does not need the order.
+    Large windows are not sorted: their Wasserstein distance comes from buckets
+    (``statistics.wasserstein_unsorted``), and every other question below has an answer that does not
+    need the order.
     """
 
     values: FloatArray
