@@ -6,8 +6,8 @@ import io
 import json
 import threading
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,31 +108,47 @@ def capture_record(
 def functions_deployed_with(lambda_client: Any, settings: Settings, *modules: str) -> Iterator[None]:
     """The functions whose handlers live in ``modules`` redeployed with ``settings`` bundled in their code
     (what ``cdk deploy`` does after a settings change: each runs its own bundle), then their code restored."""
-    from moto.awslambda.utils import get_backend
-
-    region = lambda_client.meta.region_name
     functions = lambda_client.list_functions()["Functions"]
     names = [f["FunctionName"] for f in functions if f["Handler"].rsplit(".", 1)[0] in modules]
     assert names, f"no function runs a handler of {modules}"
-    backend = get_backend(ACCOUNT_ID, region)
-    originals = {name: bytes(backend.get_function(name).code_bytes) for name in names}
+    with ExitStack() as stack:
+        for name in names:
+            stack.enter_context(redeployed(lambda_client, name, {BUNDLED_CONFIG_FILE: settings.to_json()}))
+        yield
+
+
+@contextmanager
+def redeployed(
+    lambda_client: Any, name: str, files: Mapping[str, str], **configuration: Any
+) -> Iterator[None]:
+    """Function ``name`` redeployed with ``files`` written into its bundle (replacing any of that name) and
+    ``configuration`` (``Handler``, ``Timeout``, ``Environment``...) changed; then put back as it was."""
+    from moto.awslambda.utils import get_backend
+
+    backend = get_backend(ACCOUNT_ID, lambda_client.meta.region_name)
+    original_code = bytes(backend.get_function(name).code_bytes)
+    current = lambda_client.get_function_configuration(FunctionName=name)
+    original_configuration = {key: current[key] for key in configuration}
     try:
-        for name, code in originals.items():
-            lambda_client.update_function_code(FunctionName=name, ZipFile=_with_settings(code, settings))
+        lambda_client.update_function_code(FunctionName=name, ZipFile=_with_files(original_code, files))
+        if configuration:
+            lambda_client.update_function_configuration(FunctionName=name, **configuration)
         yield
     finally:
-        for name, code in originals.items():
-            lambda_client.update_function_code(FunctionName=name, ZipFile=code)
+        lambda_client.update_function_code(FunctionName=name, ZipFile=original_code)
+        if configuration:
+            lambda_client.update_function_configuration(FunctionName=name, **original_configuration)
 
 
-def _with_settings(code: bytes, settings: Settings) -> bytes:
+def _with_files(code: bytes, files: Mapping[str, str]) -> bytes:
     out = io.BytesIO()
     with (
         zipfile.ZipFile(io.BytesIO(code)) as source,
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
     ):
         for item in source.infolist():
-            if item.filename != BUNDLED_CONFIG_FILE:
+            if item.filename not in files:
                 target.writestr(item, source.read(item))
-        target.writestr(BUNDLED_CONFIG_FILE, settings.to_json())
+        for filename, text in files.items():
+            target.writestr(filename, text)
     return out.getvalue()

@@ -10,13 +10,11 @@ deployed into the function's bundle, as a chaos tool would, not patched into thi
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import time
-import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +27,9 @@ from mlcycle.data.manifests import manifest_key, read_manifest
 from mlcycle.example import churn
 from mlcycle.local.awslambda import wait_for_async
 from mlcycle.local.common import fault_injection
-from mlcycle.local.context import ACCOUNT_ID
 from mlcycle.local.session import LocalPlatform
 from tests.e2e.helpers import clear_curated, curate, delete, latest_training, of_type, packages, put_upload
+from tests.utils import redeployed
 
 #: Dies (as an out-of-memory kill would) at the first ``events.publish`` of its environment's life, once
 #: per FAULT_DIR: after the function wrote the curated data and before it announced it.
@@ -124,38 +122,19 @@ def test_throttled_s3_and_dynamodb_lose_no_row(
     assert len(_announced(bus_events(), "DatasetValidated", upload_id)) == 1
 
 
-@contextmanager
-def _dying_prepare(local: LocalPlatform, fault_dir: Path) -> Iterator[None]:
+def _dying_prepare(local: LocalPlatform, fault_dir: Path) -> AbstractContextManager[None]:
     """The prepare function redeployed with the dying shim and a 5 s timeout (so that Lambda's retry, a
     virtual minute later, finds the crashed run's idempotency lock expired), then restored."""
-    from moto.awslambda.utils import get_backend
-
     client, name = _lambda(local), _prepare_function(local)
-    original_code = bytes(get_backend(ACCOUNT_ID, local.aws.ctx.region).get_function(name).code_bytes)
-    configuration = client.get_function_configuration(FunctionName=name)
-    variables = configuration["Environment"]["Variables"]
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(original_code)) as source, zipfile.ZipFile(out, "w") as target:
-        for item in source.infolist():
-            target.writestr(item, source.read(item))
-        target.writestr("fault_shim.py", _DYING_SHIM)
-    client.update_function_code(FunctionName=name, ZipFile=out.getvalue())
-    client.update_function_configuration(
-        FunctionName=name,
+    variables = client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    return redeployed(
+        client,
+        name,
+        {"fault_shim.py": _DYING_SHIM},
         Handler="fault_shim.handler",
         Timeout=5,
         Environment={"Variables": {**variables, "FAULT_DIR": str(fault_dir)}},
     )
-    try:
-        yield
-    finally:
-        client.update_function_code(FunctionName=name, ZipFile=original_code)
-        client.update_function_configuration(
-            FunctionName=name,
-            Handler=configuration["Handler"],
-            Timeout=configuration["Timeout"],
-            Environment={"Variables": variables},
-        )
 
 
 def test_a_function_that_dies_before_announcing_is_retried_and_curates_once(
