@@ -16,7 +16,6 @@ It prints the wall time from the first put to the last manifest and to the end o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -44,37 +43,13 @@ def bodies(uploads: int, rows: int, bad_every: int) -> list[tuple[str, bytes, in
     return out
 
 
-def listen(local: Any) -> Any:
-    """Every event on our bus from now on, into a queue; returns a function draining it."""
-    import boto3
-
-    region = local.aws.ctx.region
-    sqs = boto3.client("sqs", endpoint_url=local.aws.endpoint_url, region_name=region)
-    bus = boto3.client("events", endpoint_url=local.aws.endpoint_url, region_name=region)
-    url = sqs.create_queue(QueueName="load-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    name = local.platform.event_bus
-    bus.put_rule(Name="load-all", EventBusName=name, EventPattern=json.dumps({"source": ["mlcycle"]}))
-    bus.put_targets(Rule="load-all", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
-
-    def drain() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            for message in messages:
-                found.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return found
-
-    return drain
-
-
 def run(uploads: int, rows: int, bad_every: int) -> int:
     from infra.app_builder import synth
     from mlcycle.application.settings import example_settings
     from mlcycle.data.manifests import MANIFEST_PREFIX, read_manifest
     from mlcycle.data.prepare import Upload
     from mlcycle.local.awslambda import wait_for_async
-    from mlcycle.local.session import local_platform
+    from mlcycle.local.session import bus_listener, local_platform
 
     settings = example_settings()
     files = bodies(uploads, rows, bad_every)
@@ -83,7 +58,7 @@ def run(uploads: int, rows: int, bad_every: int) -> int:
         template = synth(settings, out)
         with local_platform(settings, template.parent) as local:
             c, p = local.clients, local.platform
-            drain = listen(local)
+            drain = bus_listener(local, "load-events")
             print(f"putting {uploads} uploads of {rows} rows from 32 threads ...", flush=True)
             started = time.monotonic()
 

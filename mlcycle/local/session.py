@@ -3,10 +3,12 @@ the daemon and the tests. Synthesizing is the caller's business (the CLI runs in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlcycle.application import cycle
 from mlcycle.application.platform import Platform
@@ -58,3 +60,28 @@ def local_platform(
         yield LocalPlatform(aws, stack, platform, clients)
     finally:
         aws.stop()
+
+
+def bus_listener(local: LocalPlatform, name: str = "bus-listener") -> Callable[[], list[dict[str, Any]]]:
+    """Every event put on the platform's bus from now on, kept in an SQS queue (a rule of its own sends them
+    there); returns a function that drains it: the events since the last drain, oldest first."""
+    import boto3
+
+    region = local.aws.ctx.region
+    sqs = boto3.client("sqs", endpoint_url=local.aws.endpoint_url, region_name=region)
+    events = boto3.client("events", endpoint_url=local.aws.endpoint_url, region_name=region)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = local.platform.event_bus
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["mlcycle"]}))
+    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+
+    def drain() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+    return drain

@@ -8,17 +8,15 @@ workers run one each).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from mlcycle.config import Settings
-from mlcycle.local.session import LocalPlatform, local_platform
+from mlcycle.local.session import LocalPlatform, bus_listener, local_platform
 
 
 @pytest.fixture(scope="session")
@@ -40,27 +38,7 @@ def local(settings: Settings, assembly: Path) -> Iterator[LocalPlatform]:
 
 
 @pytest.fixture(scope="module")
-def bus_events(local: LocalPlatform, settings: Settings) -> Callable[[], list[dict[str, Any]]]:
-    """Drains an SQS queue that receives every event put on our bus since the last drain (a rule the
-    fixture attaches: events from before the fixture was first requested are not there)."""
-    session = boto3.session.Session(region_name=settings.region)
-    sqs = session.client("sqs", endpoint_url=local.aws.endpoint_url)
-    events = session.client("events", endpoint_url=local.aws.endpoint_url)
-    url = sqs.create_queue(QueueName="pipeline-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = local.platform.event_bus
-    events.put_rule(Name="all-mlcycle", EventBusName=bus, EventPattern=json.dumps({"source": ["mlcycle"]}))
-    events.put_targets(Rule="all-mlcycle", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
-
-    def drain() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        while True:
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-            messages = got.get("Messages", [])
-            if not messages:
-                return found
-            for message in messages:
-                found.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-    return drain
+def bus_events(local: LocalPlatform) -> Callable[[], list[dict[str, Any]]]:
+    """Drains a queue that receives every event put on our bus since the last drain (events from before the
+    fixture was first requested are not there)."""
+    return bus_listener(local, "pipeline-events")
