@@ -9,9 +9,10 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlcycle import aws
-from mlcycle.local import awslambda, cloudwatch, context, events, s3, sagemaker, stepfunctions
+from mlcycle.local import awslambda, cloudwatch, context, events, persistence, s3, sagemaker, stepfunctions
 from mlcycle.local.common import fault_injection
 from mlcycle.local.context import LocalContext
 
@@ -64,16 +65,32 @@ class EmbeddedAws:
     _server: object
     _owns_work_dir: bool = False
     _environment: dict[str, str | None] | None = None
+    #: What a start from a snapshot ran again (jobs, endpoints, invocations, executions), by kind.
+    resumed: dict[str, Any] | None = None
 
     @property
     def endpoint_url(self) -> str:
         return self.ctx.endpoint_url
 
-    def stop(self) -> None:
+    def stop(self, *, keep_state: bool = False) -> None:
+        """Stop everything; with ``keep_state``, first save the state in the work directory, for the next
+        :func:`start` on that directory to carry on from (``mlcycle.local.persistence``)."""
+        server_stopped = False
+
+        def stop_server() -> None:
+            nonlocal server_stopped
+            self._server.stop()  # type: ignore[attr-defined]
+            server_stopped = True
+
+        if keep_state:
+            if self._owns_work_dir:
+                raise ValueError("keep_state needs a work directory of the caller's (start(work_dir=...))")
+            persistence.save(self.ctx, stop_server)
         for patch in reversed(_PATCHES):
             patch.uninstall()
         context.deactivate(self.ctx)
-        self._server.stop()  # type: ignore[attr-defined]
+        if not server_stopped:
+            stop_server()
         _reset_backends()
         # The process goes back to the AWS it knew: no client keeps pointing at a server that is gone.
         if self._environment is not None:
@@ -97,7 +114,8 @@ def start(
     work_dir: Path | None = None,
     time_scale: float = 1.0,
 ) -> EmbeddedAws:
-    """Start moto's server on 127.0.0.1 with Step Functions execution on and our patches installed."""
+    """Start moto's server on 127.0.0.1 with Step Functions execution on and our patches installed; when
+    ``work_dir`` holds the state a ``stop(keep_state=True)`` saved, start from it."""
     from moto.moto_api import _internal  # noqa: F401  (registers the config API)
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
@@ -123,6 +141,7 @@ def start(
     environment = _export_environment(ctx)
     _configure_moto()
     _reset_backends()
+    kept = persistence.load(ctx.work_dir)
     # Handlers cache their clients as a warm Lambda does; those of an earlier embedded AWS point elsewhere.
     aws.client.cache_clear()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -130,7 +149,10 @@ def start(
     context.activate(ctx)
     for patch in _PATCHES:
         patch.install(ctx)
-    return EmbeddedAws(ctx=ctx, _server=server, _owns_work_dir=work_dir is None, _environment=environment)
+    embedded = EmbeddedAws(ctx=ctx, _server=server, _owns_work_dir=work_dir is None, _environment=environment)
+    if kept is not None:
+        embedded.resumed = persistence.resume(ctx, kept)
+    return embedded
 
 
 def _configure_moto() -> None:

@@ -4,6 +4,9 @@ the daemon and the tests. Synthesizing is the caller's business (the CLI runs in
 from __future__ import annotations
 
 import json
+import pickle
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +30,10 @@ class LocalPlatform:
     clients: cycle.Clients
 
 
+#: The provisioned stack's resources and outputs, in the work directory (a restart reads them there).
+STACK_FILE = "stack.pickle"
+
+
 def stack_name(settings: Settings) -> str:
     return settings.prefix
 
@@ -38,28 +45,67 @@ def local_platform(
     *,
     port: int = 0,
     time_scale: float = 1.0,
+    work_dir: Path | None = None,
     say: Say = lambda _m: None,
 ) -> Iterator[LocalPlatform]:
-    """Start the embedded AWS, provision the synthesized stack into it, stop everything on exit."""
-    aws = server.start(port=port or None, region=settings.region, time_scale=time_scale)
+    """Start the embedded AWS, provision the synthesized stack into it, stop everything on exit. A
+    ``work_dir`` that holds a saved state (see :func:`restart`) starts from it, already provisioned."""
+    owned = work_dir is None
+    work = work_dir or Path(tempfile.mkdtemp(prefix="mlcycle-local-"))
+    aws = server.start(port=port or None, region=settings.region, time_scale=time_scale, work_dir=work)
+    local: LocalPlatform | None = None
     try:
         say(f"embedded AWS listening on {aws.endpoint_url}")
-        stack = provision(
-            assembly,
-            stack_name(settings),
-            endpoint_url=aws.endpoint_url,
-            region=settings.region,
-            account=aws.ctx.account,
-        )
-        say(
-            f"provisioned {len(stack.resources)} resources from "
-            f"{assembly}/{stack_name(settings)}.template.json"
-        )
+        if aws.resumed is not None:
+            stack = _saved_stack(work)
+            say(f"carried on from the state saved in {work}: {_resumed(aws.resumed)}")
+        else:
+            stack = provision(
+                assembly,
+                stack_name(settings),
+                endpoint_url=aws.endpoint_url,
+                region=settings.region,
+                account=aws.ctx.account,
+            )
+            (work / STACK_FILE).write_bytes(pickle.dumps(stack))
+            say(
+                f"provisioned {len(stack.resources)} resources from "
+                f"{assembly}/{stack_name(settings)}.template.json"
+            )
         platform = Platform.from_outputs(stack.outputs)
         clients = cycle.Clients.for_endpoint(aws.endpoint_url, settings.region)
-        yield LocalPlatform(aws, stack, platform, clients)
+        local = LocalPlatform(aws, stack, platform, clients)
+        yield local
     finally:
-        aws.stop()
+        (local.aws if local is not None else aws).stop()
+        if owned:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def restart(local: LocalPlatform, say: Say = lambda _m: None) -> dict[str, Any]:
+    """Stop the platform's embedded AWS keeping its state, and start it again on the same port and work
+    directory (``mlcycle.local.persistence``); return what it ran again. Clients keep working."""
+    ctx = local.aws.ctx
+    local.aws.stop(keep_state=True)
+    local.aws = server.start(
+        port=ctx.port, region=ctx.region, time_scale=ctx.time_scale, work_dir=ctx.work_dir
+    )
+    resumed = local.aws.resumed or {}
+    say(f"embedded AWS restarted on {local.aws.endpoint_url}: {_resumed(resumed)}")
+    return resumed
+
+
+def _resumed(counts: dict[str, Any]) -> str:
+    again = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items() if count)
+    return f"resumed {again}" if again else "nothing was in flight"
+
+
+def _saved_stack(work_dir: Path) -> Stack:
+    path = work_dir / STACK_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{work_dir} holds a saved embedded AWS but no {STACK_FILE}: start afresh")
+    stack: Stack = pickle.loads(path.read_bytes())  # our own file, in our own work directory
+    return stack
 
 
 def bus_listener(local: LocalPlatform, name: str = "bus-listener") -> Callable[[], list[dict[str, Any]]]:

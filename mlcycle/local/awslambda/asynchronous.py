@@ -61,17 +61,38 @@ class AsyncInvoker:
         self._cond = threading.Condition()
         self._stopped = False
         self._timers: set[threading.Timer] = set()
+        #: Every invocation not yet concluded (queued, running or waiting to retry): what a restart keeps.
+        self._jobs: dict[int, _Job] = {}
         #: Dead-letter queues by function ARN (moto does not keep a function's ``DeadLetterConfig``).
         self.dead_letter_targets: dict[str, str] = {}
 
-    def submit(self, fn: LambdaFunction, event: Any) -> None:
+    def submit(self, fn: LambdaFunction, event: Any, *, attempt: int = 1, age: float = 0.0) -> None:
+        """Queue an invocation; ``attempt`` and ``age`` (seconds) carry on one that a restart kept."""
+        job = _Job(fn, event, queued_at=time.monotonic() - age, attempt=attempt)
         with self._cond:
             if self._stopped:
                 raise RuntimeError("the embedded AWS is stopping: no more asynchronous invocations")
             self._pending += 1
             name = fn.function_name
             self._pending_by_function[name] = self._pending_by_function.get(name, 0) + 1
-        self._start(_Job(fn, event))
+            self._jobs[id(job)] = job
+        self._start(job)
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The invocations not yet concluded, as records a restart can queue again (:meth:`submit`): Lambda
+        keeps its asynchronous queue durably, so a restart of the embedded AWS must not lose them."""
+        with self._cond:
+            jobs = list(self._jobs.values())
+        now = time.monotonic()
+        return [
+            {
+                "function_arn": job.function.function_arn,
+                "event": job.event,
+                "attempt": job.attempt,
+                "age": now - job.queued_at,
+            }
+            for job in jobs
+        ]
 
     def _start(self, job: _Job) -> None:
         name = f"lambda-async-{job.function.function_name}"
@@ -86,15 +107,18 @@ class AsyncInvoker:
             return self._cond.wait_for(lambda: not self._pending_by_function.get(function_name), timeout)
 
     def stop(self) -> None:
-        """Drop the retries still waiting; running invocations finish on their own threads."""
+        """Drop the retries still waiting (:meth:`pending` still lists them); running invocations finish on
+        their own threads."""
         with self._cond:
             self._stopped = True
             timers, self._timers = set(self._timers), set()
         for timer in timers:
             timer.cancel()
 
-    def _done(self, job: _Job) -> None:
+    def _done(self, job: _Job, *, concluded: bool = True) -> None:
         with self._cond:
+            if concluded:  # one the embedded AWS's stop interrupted stays for :meth:`pending`
+                self._jobs.pop(id(job), None)
             self._pending -= 1
             self._pending_by_function[job.function.function_name] -= 1
             self._cond.notify_all()
@@ -117,8 +141,8 @@ class AsyncInvoker:
             return
         with self._cond:
             stopping = self._stopped
-        if stopping:  # the embedded AWS is stopping (it stopped the environment): no outcome to report
-            self._done(job)
+        if stopping:  # the embedded AWS is stopping (it stopped the environment): the job is not concluded
+            self._done(job, concluded=False)
             return
         try:
             self._conclude(job, config, payload, success=not errored)

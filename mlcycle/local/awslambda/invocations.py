@@ -249,6 +249,31 @@ def install(ctx: LocalContext) -> None:
     ctx.services[LambdaState] = LambdaState(originals, worker, Environments(runtime), backend_originals)
 
 
+def suspend(ctx: LocalContext) -> dict[str, Any]:
+    """What Lambda keeps through a restart of the embedded AWS: its asynchronous queue (AWS keeps it
+    durably; the invocations interrupted run again after the restart) and the dead-letter queues moto
+    drops. Takes no more asynchronous invocations from here on."""
+    state = ctx.services.get(LambdaState)
+    if state is None:
+        return {}
+    state.worker.stop()
+    return {"queue": state.worker.pending(), "dead_letter_targets": dict(state.worker.dead_letter_targets)}
+
+
+def resume(ctx: LocalContext, kept: Mapping[str, Any]) -> int:
+    """Queue again what :func:`suspend` kept; return how many invocations that is."""
+    from moto.awslambda.utils import get_backend
+
+    state = context.installed(LambdaState)
+    state.worker.dead_letter_targets.update(kept.get("dead_letter_targets", {}))
+    queue = kept.get("queue", [])
+    for record in queue:
+        _, _, _, region, account, _ = str(record["function_arn"]).split(":", 5)
+        fn = get_backend(account, region).get_function(record["function_arn"])
+        state.worker.submit(fn, record["event"], attempt=int(record["attempt"]), age=float(record["age"]))
+    return len(queue)
+
+
 def uninstall() -> None:
     """Restore moto's Lambda, drop the retries still waiting and stop every execution environment."""
     ctx = context.running()

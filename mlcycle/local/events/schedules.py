@@ -132,6 +132,14 @@ class Ticker:
         self._stopped.set()
         self._thread.join(timeout=10)
 
+    def due_times(self) -> dict[str, datetime | None]:
+        """When each schedule is next due: kept through a restart, so that a schedule keeps its phase (a
+        firing missed while the embedded AWS was down happens at the first tick after it)."""
+        return dict(self._due)
+
+    def keep_due(self, due: dict[str, datetime | None]) -> None:
+        self._due.update(due)
+
     def _loop(self) -> None:
         while not self._stopped.wait(TICK_SECONDS):
             try:

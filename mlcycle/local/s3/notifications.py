@@ -46,6 +46,16 @@ def install(ctx: LocalContext) -> None:
         notifications._get_s3_event = _event
 
 
+def next_sequence(ctx: LocalContext) -> int:
+    """The sequencer the next event gets (a restart carries it on: sequencers only grow)."""
+    state: NotificationsState = ctx.services[NotificationsState]
+    return next(state.sequence)
+
+
+def continue_sequence(ctx: LocalContext, start: int) -> None:
+    ctx.services[NotificationsState].sequence = itertools.count(start)
+
+
 def uninstall() -> None:
     ctx = context.running()
     state = ctx.services.pop(NotificationsState, None) if ctx is not None else None

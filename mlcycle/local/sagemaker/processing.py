@@ -210,6 +210,20 @@ def create_processing_job_patch(original: Callable[..., Any]) -> Callable[..., A
     return create_processing_job
 
 
+def restart_processing_job(state: JobsState, job: Any) -> None:
+    """Run again a job that a restart of the embedded AWS interrupted, from its beginning in a clean
+    directory; one that was stopping ends Stopped."""
+    name = job.processing_job_name
+    if job.processing_job_status == "Stopping":
+        job.processing_job_status, job.processing_end_time = "Stopped", utcnow()
+        return
+    job.processing_start_time = utcnow()
+    job.processing_end_time = job.failure_reason = job.exit_message = None
+    run = JobRun("processing", name, job_root(state, "processing", name))
+    shutil.rmtree(run.root, ignore_errors=True)
+    start_run(state, run, lambda: _run_processing(state, job, run))
+
+
 def stop_processing_job_patch(original: Callable[..., Any]) -> Callable[..., Any]:
     def stop_processing_job(self: Any, processing_job_name: str) -> None:
         job = self.processing_jobs.get(processing_job_name)

@@ -76,7 +76,7 @@ def _rollout(
         old.stop()
 
 
-def _start_rollout(
+def start_rollout(
     state: EndpointsState,
     backend: Any,
     endpoint: Any,
@@ -112,7 +112,7 @@ def create_endpoint_patch(original: Any) -> Any:
         config = self.endpoint_configs[endpoint.endpoint_config_name]
         endpoint.data_capture_config = capture_summary(config.data_capture_config)
         endpoint.endpoint_status = "Creating"
-        _start_rollout(state, self, endpoint, config, fallback="Failed")
+        start_rollout(state, self, endpoint, config, fallback="Failed")
         return endpoint
 
     return create_endpoint
@@ -146,7 +146,7 @@ def update_endpoint_patch(
     endpoint.endpoint_status = "Updating"
     endpoint.last_modified_time = utcnow()
     blue_green = (deployment_config or {}).get("BlueGreenUpdatePolicy")
-    _start_rollout(
+    start_rollout(
         state, self, endpoint, config, fallback=previous, deployment=deployment_config if blue_green else None
     )
     return str(endpoint.arn)

@@ -469,6 +469,18 @@ def create_training_job_patch(original: Callable[..., Any]) -> Callable[..., Any
     return create_training_job
 
 
+def restart_training_job(state: JobsState, job: Any) -> None:
+    """Run again a job that a restart of the embedded AWS interrupted, from its beginning in a clean
+    directory (as SageMaker restarts a job whose instance was lost); one that was stopping ends Stopped."""
+    if job.training_job_status == "Stopping":
+        _finish_training(state, job, "Stopped", "Stopped")
+        return
+    _reset_training_job(job, list(job.algorithm_specification.get("MetricDefinitions") or []))
+    run = JobRun("training", job.training_job_name, job_root(state, "training", job.training_job_name))
+    shutil.rmtree(run.root, ignore_errors=True)
+    start_run(state, run, lambda: _run_training(state, job, run))
+
+
 def stop_training_job_patch(self: Any, training_job_name: str) -> None:
     """StopTrainingJob (moto has none): Stopping now, Stopped when the process is gone."""
     from moto.sagemaker.exceptions import ValidationError
