@@ -75,6 +75,23 @@ class EmbeddedAws:
     def stop(self, *, keep_state: bool = False) -> None:
         """Stop everything; with ``keep_state``, first save the state in the work directory, for the next
         :func:`start` on that directory to carry on from (``mlcycle.local.persistence``)."""
+        if keep_state and self._owns_work_dir:
+            raise ValueError("keep_state needs a work directory of the caller's (start(work_dir=...))")
+        self._stop(keep_state=keep_state)
+        if self._owns_work_dir:
+            shutil.rmtree(self.ctx.work_dir, ignore_errors=True)
+
+    def restart(self) -> dict[str, Any]:
+        """Stop keeping the state and start again on the same port and work directory, in place (clients
+        and holders of this object go on working); return what the start ran again, by kind."""
+        ctx = self.ctx
+        self._stop(keep_state=True)
+        again = start(port=ctx.port, region=ctx.region, work_dir=ctx.work_dir, time_scale=ctx.time_scale)
+        self.ctx, self._server, self._environment = again.ctx, again._server, again._environment
+        self.resumed = again.resumed or {}
+        return self.resumed
+
+    def _stop(self, *, keep_state: bool) -> None:
         server_stopped = False
 
         def stop_server() -> None:
@@ -83,8 +100,6 @@ class EmbeddedAws:
             server_stopped = True
 
         if keep_state:
-            if self._owns_work_dir:
-                raise ValueError("keep_state needs a work directory of the caller's (start(work_dir=...))")
             persistence.save(self.ctx, stop_server)
         for patch in reversed(_PATCHES):
             patch.uninstall()
@@ -96,8 +111,6 @@ class EmbeddedAws:
         if self._environment is not None:
             _restore_environment(self._environment)
         aws.client.cache_clear()
-        if self._owns_work_dir:
-            shutil.rmtree(self.ctx.work_dir, ignore_errors=True)
 
 
 def _reset_backends() -> None:

@@ -83,14 +83,9 @@ def local_platform(
 
 
 def restart(local: LocalPlatform, say: Say = lambda _m: None) -> dict[str, Any]:
-    """Stop the platform's embedded AWS keeping its state, and start it again on the same port and work
-    directory (``mlcycle.local.persistence``); return what it ran again. Clients keep working."""
-    ctx = local.aws.ctx
-    local.aws.stop(keep_state=True)
-    local.aws = server.start(
-        port=ctx.port, region=ctx.region, time_scale=ctx.time_scale, work_dir=ctx.work_dir
-    )
-    resumed = local.aws.resumed or {}
+    """Restart the platform's embedded AWS keeping its state (``EmbeddedAws.restart``); return what it ran
+    again. Clients keep working: the port stays."""
+    resumed = local.aws.restart()
     say(f"embedded AWS restarted on {local.aws.endpoint_url}: {_resumed(resumed)}")
     return resumed
 

@@ -30,8 +30,8 @@ Reducer = Callable[[Any], Any]
 VERSION = 1
 
 
-def _new_lock(kind: type) -> Any:
-    return threading.RLock() if kind is _RLOCK else threading.Lock()
+def _new_lock(reentrant: bool) -> Any:
+    return threading.RLock() if reentrant else threading.Lock()
 
 
 _RLOCK = type(threading.RLock())
@@ -70,6 +70,20 @@ def _empty_container_factory(obj: defaultdict[Any, Any]) -> type | None:
     return type(sample) if type(sample) in (dict, list, set) and not sample else None
 
 
+def _versioned_keys(kind: Any, versions: list[tuple[str, list[Any]]], state: dict[str, Any]) -> Any:
+    store = kind()
+    for key, history in versions:
+        store.setlist(key, history)
+    store.__dict__.update(state)
+    return store
+
+
+def _versioned_key_store() -> type:
+    from moto.s3.utils import _VersionedKeyStore
+
+    return _VersionedKeyStore
+
+
 class _Pickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, reducers: Mapping[type, Reducer]) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -77,11 +91,15 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
+        if isinstance(obj, _versioned_key_store()):
+            # S3's keys: a dict of version lists whose items() shows the latest only (pickle's default)
+            versions = [(key, list(dict.__getitem__(obj, key))) for key in dict.keys(obj)]
+            return _versioned_keys, (kind, versions, dict(vars(obj)))
         for base, reduce in self._reducers:
             if isinstance(obj, base):
                 return reduce(obj)
         if kind in (_RLOCK, _LOCK):
-            return _new_lock, (kind,)
+            return _new_lock, (kind is _RLOCK,)
         if isinstance(obj, defaultdict) and (container := _empty_container_factory(obj)) is not None:
             return _defaultdict_of, (container, list(obj.items()))
         if isinstance(obj, weakref.WeakValueDictionary):
