@@ -2,7 +2,8 @@
 
 * S3 answering ``SlowDown`` and DynamoDB throttling while an upload is prepared;
 * the prepare function dying between writing the curated data and announcing it, then retried by Lambda;
-* a training job killed in the middle of its run.
+* a training job killed in the middle of its run;
+* the embedded AWS itself restarted while a training pipeline runs and an upload is prepared.
 
 The functions run their bundles in their own processes; a fault that needs code (dying at one point) is
 deployed into the function's bundle, as a chaos tool would, not patched into this process.
@@ -10,6 +11,7 @@ deployed into the function's bundle, as a chaos tool would, not patched into thi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -27,8 +29,18 @@ from mlcycle.data.manifests import manifest_key, read_manifest
 from mlcycle.example import churn
 from mlcycle.local.awslambda import wait_for_async
 from mlcycle.local.common import fault_injection
-from mlcycle.local.session import LocalPlatform
-from tests.e2e.helpers import clear_curated, curate, delete, latest_training, of_type, packages, put_upload
+from mlcycle.local.session import LocalPlatform, restart
+from mlcycle.names import EventType
+from tests.e2e.helpers import (
+    Run,
+    clear_curated,
+    curate,
+    delete,
+    latest_training,
+    of_type,
+    packages,
+    put_upload,
+)
 from tests.utils import redeployed
 
 #: Dies (as an out-of-memory kill would) at the first ``events.publish`` of its environment's life, once
@@ -189,6 +201,42 @@ def test_a_training_job_killed_mid_run_fails_the_pipeline_and_registers_nothing(
     assert run.states[-2:] == ["ReportFailure", "PipelineFailed"]
     assert [e["detail"]["execution_arn"] for e in of_type(bus_events(), "TrainingFailed")] == [arn]
     assert packages(local, settings) == []
+    delete(local, keys)
+
+
+def test_a_restart_of_the_embedded_aws_mid_pipeline_resumes_it_and_loses_no_row(
+    local: LocalPlatform, settings: Settings, bus_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    c, p = local.clients, local.platform
+    clear_curated(local)
+    keys = curate(local, settings, churn.generate(3000, seed=11), "restarted")
+    registered_before = len(packages(local, settings))
+    bus_events()
+    # GIVEN a training pipeline whose training job is running, and an upload on its way to prepare-data
+    arn = cycle.start_training(c.sfn, p, {"poll_seconds": 1})
+    cycle.wait_for("the training job's process", lambda: _training_process(local), timeout=240)
+    upload_id = put_upload(local, "uploads/churn/restarted.csv", _broken_upload(60, seed=45))
+    # WHEN the embedded AWS restarts (stopped keeping its state, started again on it)
+    resumed = restart(local)
+    # THEN the pipeline carries on where it was: the job ran again, the model is registered once
+    assert resumed["executions"] >= 1 and resumed["training"] == 1
+    deadline = time.monotonic() + 240
+    while c.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the resumed pipeline did not end"
+        time.sleep(0.5)
+    run = Run(c.sfn, arn)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states.count("ValidateRun") == run.states.count("TrainModel") == 1
+    assert run.states[-1] == "Approved" or "RegisterModel" in run.states
+    assert len(packages(local, settings)) == registered_before + 1
+    # AND the upload: every row accounted for, announced once
+    manifest = _manifest(local, upload_id, timeout=120)
+    assert (manifest.rows, manifest.curated_rows, manifest.quarantined_rows) == (60, 59, 1)
+    assert wait_for_async(timeout=120)
+    events = bus_events()
+    assert len(_announced(events, "DatasetValidated", upload_id)) == 1
+    registered = of_type(events, EventType.MODEL_REGISTERED)
+    assert len([e for e in registered if arn.rsplit(":", 1)[1] in json.dumps(e["detail"])]) == 1
     delete(local, keys)
 
 
