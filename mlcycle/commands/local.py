@@ -24,11 +24,14 @@ def cmd_local(args: argparse.Namespace, settings: Settings) -> int:
 
     assembly = Path(args.out)
     if args.action == "down":
-        return daemon.down(say=say)
+        return daemon.down(say=say, keep_state=args.keep_state)
     if args.action == "status":
         return daemon.status(say=say)
+    if args.action == "restart" and daemon.down(say=say, keep_state=True) != 0:
+        return 1
     if args.action == "reset":
         daemon.down(say=say)
+        daemon.forget()
     _ensure_assembly(settings, assembly)
     foreground = args.foreground and args.action == "up"
     return daemon.up(settings, port=args.port, assembly=assembly, foreground=foreground, say=say)
@@ -38,9 +41,18 @@ def add_parser(subparsers: Any) -> None:
     local = subparsers.add_parser("local", help="the embedded AWS as a background service on 127.0.0.1")
     local.add_argument(
         "action",
-        choices=("up", "down", "status", "reset"),
-        help="status: where it runs, and what its background work lost (events, metrics, capture, logs); "
-        "exit 1 when something was lost, 3 when it does not run",
+        choices=("up", "down", "status", "restart", "reset"),
+        help="up: start (carrying on from a state `down --keep-state` kept, if any); "
+        "status: where it runs, and what its background work lost (events, metrics, capture, logs), "
+        "exit 1 when something was lost, 3 when it does not run; "
+        "restart: stop keeping the state and start again from it (running pipelines resume); "
+        "reset: stop, discard any kept state, start afresh",
+    )
+    local.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="`down`: save the state (data, models, functions, running pipelines and jobs) in "
+        ".mlcycle/aws for the next `up` to carry on from",
     )
     local.add_argument("--port", type=int, default=4566, help="port (default: 4566)")
     local.add_argument("--out", default="cdk.out", help="cloud assembly to provision from (default: cdk.out)")

@@ -1,13 +1,15 @@
-"""``mlcycle local up | down | status``: the embedded AWS as a background process.
+"""``mlcycle local up | down | status | restart | reset``: the embedded AWS as a background process.
 
 State lives in ``.mlcycle/local.json`` (port, pid, the platform's names), so other commands and real
-AWS clients (``aws --endpoint-url http://127.0.0.1:4566 ...``) can find it.
+AWS clients (``aws --endpoint-url http://127.0.0.1:4566 ...``) can find it. Its work directory is
+``.mlcycle/aws``: ``down --keep-state`` leaves the saved state there, and the next ``up`` carries on from it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,15 +27,40 @@ Say = Callable[[str], None]
 
 #: ``status`` lists the newest faults; the file keeps them all.
 FAULTS_SHOWN = 20
+#: The service's work directory: kept (with the saved state in it) by ``down --keep-state``.
+WORK_DIR = STATE_DIR / "aws"
+#: How long ``down`` waits for the service to end (saving the state and stopping jobs take seconds).
+STOP_TIMEOUT = 120.0
 
 
 def serve(settings: Settings, *, port: int, assembly: Path, say: Say) -> int:
-    """Run in the foreground until SIGTERM/SIGINT: start, provision, record the state, wait."""
+    """Run in the foreground until SIGTERM/SIGINT (or SIGUSR1: stop keeping the state in :data:`WORK_DIR`,
+    for the next start to carry on from): start (from a kept state if there is one), provision, record the
+    state, wait."""
+
+    stop, keep = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def stop_keeping_state(*_: object) -> None:
+        keep.set()
+        stop.set()
+
+    signal.signal(signal.SIGUSR1, stop_keeping_state)
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        _serve(settings, port=port, assembly=assembly, say=say, stop=stop, keep=keep)
+    finally:
+        if not keep.is_set():
+            shutil.rmtree(WORK_DIR, ignore_errors=True)
+    return 0
+
+
+def _serve(
+    settings: Settings, *, port: int, assembly: Path, say: Say, stop: threading.Event, keep: threading.Event
+) -> None:
     from mlcycle.local.session import local_platform
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with local_platform(settings, assembly, port=port, say=say) as local:
+    with local_platform(settings, assembly, port=port, work_dir=WORK_DIR.resolve(), say=say) as local:
         STATE_DIR.mkdir(exist_ok=True)
         state = {
             "pid": os.getpid(),
@@ -49,8 +76,10 @@ def serve(settings: Settings, *, port: int, assembly: Path, say: Say) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            local.keep_state = keep.is_set()
+            if local.keep_state:
+                say(f"stopping, keeping the state in {WORK_DIR} for the next `mlcycle local up`")
             STATE_FILE.unlink(missing_ok=True)
-    return 0
 
 
 def up(settings: Settings, *, port: int, assembly: Path, foreground: bool, say: Say) -> int:
@@ -89,19 +118,28 @@ def up(settings: Settings, *, port: int, assembly: Path, foreground: bool, say: 
     return 1
 
 
-def down(*, say: Say) -> int:
+def down(*, say: Say, keep_state: bool = False) -> int:
+    """Stop the service; with ``keep_state``, it saves its state first and the next ``up`` carries on from
+    it (stored data, functions, executions, jobs and endpoints: mlcycle.local.persistence)."""
     state = read_state()
     if state is None:
         say("not running")
         return 0
     pid = int(str(state["pid"]))
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not alive(pid):
-            break
+    os.kill(pid, signal.SIGUSR1 if keep_state else signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while alive(pid):
+        if time.monotonic() > deadline:
+            say(f"still stopping after {STOP_TIMEOUT:.0f} s (pid {pid}); see {STATE_DIR / 'local.log'}")
+            return 1
         time.sleep(0.1)
-    say(f"stopped (pid {pid})")
+    say(f"stopped (pid {pid})" + (f"; state kept in {WORK_DIR}" if keep_state else ""))
     return 0
+
+
+def forget() -> None:
+    """Discard a kept state: the next ``up`` starts afresh."""
+    shutil.rmtree(WORK_DIR, ignore_errors=True)
 
 
 def status(*, say: Say) -> int:

@@ -28,6 +28,8 @@ class LocalPlatform:
     stack: Stack
     platform: Platform
     clients: cycle.Clients
+    #: Set before leaving :func:`local_platform` to save the state in its work directory for the next start.
+    keep_state: bool = False
 
 
 #: The provisioned stack's resources and outputs, in the work directory (a restart reads them there).
@@ -77,7 +79,7 @@ def local_platform(
         local = LocalPlatform(aws, stack, platform, clients)
         yield local
     finally:
-        (local.aws if local is not None else aws).stop()
+        aws.stop(keep_state=local is not None and local.keep_state)
         if owned:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -1,8 +1,10 @@
-"""`mlcycle local up | status | down` and the commands a user runs against the service (`train --wait`,
-`data`, `query`, `features`, `models`, `lineage`), each a subprocess, with a real AWS client alongside.
+"""`mlcycle local up | status | restart | down` and the commands a user runs against the service
+(`train --wait`, `data`, `query`, `features`, `models`, `lineage`), each a subprocess, with a real AWS
+client alongside.
 
 One service for the module, started in a working directory with the synthesized app; the cases run in
-order on it: a real AWS client uses it, the CLI trains and manages versions, then `down` stops it.
+order on it: a real AWS client uses it, the CLI trains and manages versions, `restart` keeps all of it,
+then `down` stops it.
 """
 
 from __future__ import annotations
@@ -112,6 +114,25 @@ def test_train_then_manage_versions(service: Service) -> None:
     chain = run_mlcycle(cwd, "lineage", f"{example_settings().model_package_group}/1")
     assert chain.returncode == 0, chain.stderr
     assert all(kind in chain.stdout for kind in ("training_set", "curated_version", "upload")), chain.stdout
+
+
+def test_restart_carries_on_from_the_kept_state(service: Service) -> None:
+    cwd = service.cwd
+    listed = run_mlcycle(cwd, "models", "list").stdout
+    # WHEN the service restarts (a laptop reboot: `down --keep-state`, then `up`)
+    restarted = run_mlcycle(cwd, "local", "restart", "--port", service.port, timeout=300)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "state kept in" in restarted.stdout
+    # THEN the data, the registry and the lineage are as they were, and training works on them
+    assert run_mlcycle(cwd, "models", "list").stdout == listed
+    queried = run_mlcycle(cwd, "query", "select count(*) as n from churn")
+    assert queried.returncode == 0 and "4997" in queried.stdout, queried.stderr
+    chain = run_mlcycle(cwd, "lineage", f"{example_settings().model_package_group}/1")
+    assert chain.returncode == 0 and "upload" in chain.stdout, chain.stderr
+    trained = run_mlcycle(cwd, "train", "--wait")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "registered version 2" in trained.stdout
+    assert "carried on from the state saved" in (cwd / ".mlcycle" / "local.log").read_text()
 
 
 def test_down_stops_the_service(service: Service) -> None:

@@ -93,7 +93,8 @@ class _Pickler(pickle.Pickler):
         kind = type(obj)
         if isinstance(obj, _versioned_key_store()):
             # S3's keys: a dict of version lists whose items() shows the latest only (pickle's default)
-            versions = [(key, list(dict.__getitem__(obj, key))) for key in dict.keys(obj)]
+            store: Any = obj
+            versions = [(key, list(store.getlist(key))) for key in dict.keys(store)]
             return _versioned_keys, (kind, versions, dict(vars(obj)))
         for base, reduce in self._reducers:
             if isinstance(obj, base):
