@@ -181,20 +181,17 @@ def test_a_function_that_dies_before_announcing_is_retried_and_curates_once(
 def test_a_training_job_killed_mid_run_fails_the_pipeline_and_registers_nothing(
     local: LocalPlatform, settings: Settings, bus_events: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    c, p = local.clients, local.platform
     clear_curated(local)
     keys = curate(local, settings, churn.generate(800, seed=43), "to-be-killed")
     bus_events()
     # GIVEN a training pipeline whose training job is running
-    arn = cycle.start_training(c.sfn, p, {"poll_seconds": 1})
-    pid = cycle.wait_for("the training job's process", lambda: _training_process(local), timeout=240)
+    arn = _training_started(local)
+    pid = _training_process(local)
+    assert pid is not None
     # WHEN its process is killed
     os.kill(pid, signal.SIGKILL)
     # THEN the job fails, the pipeline takes its failure path, and no model is registered
-    deadline = time.monotonic() + 120
-    while c.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the pipeline did not end"
-        time.sleep(0.5)
+    _wait_until_ended(local, arn, timeout=120)
     run = latest_training(local)
     assert run.arn == arn and run.status == "FAILED"
     assert run.error == "TrainingJobFailed"
@@ -207,24 +204,19 @@ def test_a_training_job_killed_mid_run_fails_the_pipeline_and_registers_nothing(
 def test_a_restart_of_the_embedded_aws_mid_pipeline_resumes_it_and_loses_no_row(
     local: LocalPlatform, settings: Settings, bus_events: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    c, p = local.clients, local.platform
     clear_curated(local)
     keys = curate(local, settings, churn.generate(3000, seed=11), "restarted")
     registered_before = len(packages(local, settings))
     bus_events()
     # GIVEN a training pipeline whose training job is running, and an upload on its way to prepare-data
-    arn = cycle.start_training(c.sfn, p, {"poll_seconds": 1})
-    cycle.wait_for("the training job's process", lambda: _training_process(local), timeout=240)
+    arn = _training_started(local)
     upload_id = put_upload(local, "uploads/churn/restarted.csv", _broken_upload(60, seed=45))
     # WHEN the embedded AWS restarts (stopped keeping its state, started again on it)
     resumed = restart(local)
     # THEN the pipeline carries on where it was: the job ran again, the model is registered once
     assert resumed["executions"] >= 1 and resumed["training"] == 1
-    deadline = time.monotonic() + 240
-    while c.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the resumed pipeline did not end"
-        time.sleep(0.5)
-    run = Run(c.sfn, arn)
+    _wait_until_ended(local, arn, timeout=240)
+    run = Run(local.clients.sfn, arn)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.states.count("ValidateRun") == run.states.count("TrainModel") == 1
     assert run.states[-1] == "Approved" or "RegisterModel" in run.states
@@ -238,6 +230,20 @@ def test_a_restart_of_the_embedded_aws_mid_pipeline_resumes_it_and_loses_no_row(
     registered = of_type(events, EventType.MODEL_REGISTERED)
     assert len([e for e in registered if arn.rsplit(":", 1)[1] in json.dumps(e["detail"])]) == 1
     delete(local, keys)
+
+
+def _training_started(local: LocalPlatform) -> str:
+    """Start the training pipeline and wait until its training job's process runs; the execution's ARN."""
+    arn = cycle.start_training(local.clients.sfn, local.platform, {"poll_seconds": 1})
+    cycle.wait_for("the training job's process", lambda: _training_process(local), timeout=240)
+    return arn
+
+
+def _wait_until_ended(local: LocalPlatform, arn: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while local.clients.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"the pipeline did not end within {timeout:.0f} s"
+        time.sleep(0.5)
 
 
 def _training_process(local: LocalPlatform) -> int | None:
