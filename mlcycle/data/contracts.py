@@ -47,6 +47,7 @@ class ContractError(ValueError):
 
 
 _FILTER_BITS = 1 << 27
+_SLOT_SHIFT = np.uint64(64 - 27)
 
 
 class KeyIndex:
@@ -61,8 +62,9 @@ class KeyIndex:
         # Sorted runs, each at least twice the next one's size (a binary counter of merges): adding
         # costs O(log n) amortised per key, where merging every batch into one array costs O(n).
         self._runs: list[np.ndarray] = []
-        # One bit per hash's low bits (16 MiB): a key whose bit is clear was never added, so only the
-        # few whose bit is set (about n / 2^27 of them) are searched in the runs.
+        # One bit per hash's top 27 bits (16 MiB): a key whose bit is clear was never added, so only the
+        # few whose bit is set (about n / 2^27 of them) are searched in the runs. The top bits keep
+        # sorted hashes' slots sorted, which lets adding set the bits without a scatter (see add_sorted).
         self._bits = np.zeros(_FILTER_BITS >> 3, dtype=np.uint8)
 
     def __len__(self) -> int:
@@ -89,7 +91,7 @@ class KeyIndex:
         found = np.zeros(len(hashes), dtype=bool)
         if not self._runs:
             return found
-        slot = hashes & np.uint64(_FILTER_BITS - 1)
+        slot = hashes >> _SLOT_SHIFT
         maybe = np.flatnonzero(
             (self._bits[slot >> np.uint64(3)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1
         )
@@ -103,10 +105,12 @@ class KeyIndex:
 
     def add_sorted(self, new: np.ndarray) -> None:
         """Add hashes in ascending order, none repeated nor already present."""
-        slot = new & np.uint64(_FILTER_BITS - 1)
-        np.bitwise_or.at(
-            self._bits, slot >> np.uint64(3), np.left_shift(1, slot & np.uint64(7)).astype(np.uint8)
-        )
+        slot = new >> _SLOT_SHIFT  # ascending, as ``new`` is: equal bytes are neighbours
+        byte = slot >> np.uint64(3)
+        bit = np.left_shift(1, slot & np.uint64(7)).astype(np.uint8)
+        if len(byte):
+            first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
+            self._bits[byte[first]] |= np.bitwise_or.reduceat(bit, first)
         run = new
         while self._runs and len(self._runs[-1]) <= 2 * len(run):
             last = self._runs.pop()
