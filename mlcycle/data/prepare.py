@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mlcycle import lineage as lin
 from mlcycle.config import DatasetContract, Settings
@@ -37,6 +36,7 @@ from mlcycle.data import catalog, csv_lines
 from mlcycle.data.columnar import check_table
 from mlcycle.data.contracts import PARSE_ERROR, ContractError, KeyIndex, Violation, check
 from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
+from mlcycle.data.parquet_sink import ParquetSink
 from mlcycle.data.readers import count_records, detect, read_chunks
 from mlcycle.names import EventType
 
@@ -174,10 +174,10 @@ class Recorders:
 class _Sinks:
     """Where good and bad rows of one upload accumulate, chunk by chunk, on local disk."""
 
-    def __init__(self, work: Path, name: str = "") -> None:
+    def __init__(self, work: Path, name: str = "", *, background: bool = False) -> None:
         self.curated_path = work / f"curated{name}.parquet"
         self.bad_path = work / f"rows{name}.csv"
-        self._writer: pq.ParquetWriter | None = None
+        self._curated = ParquetSink(self.curated_path, background=background)
         self._bad_file = self.bad_path.open("w", newline="", encoding="utf-8")
         self._bad_writer: Any = None
         self.findings = Findings()
@@ -197,23 +197,13 @@ class _Sinks:
     def add_good(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self._writer is None:
-            # Microsecond timestamps: what Athena and Spark read (nanoseconds they may not).
-            self._writer = pq.ParquetWriter(
-                self.curated_path, table.schema, coerce_timestamps="us", allow_truncated_timestamps=True
-            )
-        self._writer.write_table(table.cast(self._writer.schema))
+        self._curated.write(pa.Table.from_pandas(frame, preserve_index=False))
         self.findings.curated_rows += len(frame)
 
     def add_good_table(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(
-                self.curated_path, table.schema, coerce_timestamps="us", allow_truncated_timestamps=True
-            )
-        self._writer.write_table(table.cast(self._writer.schema))
+        self._curated.write(table)
         self.findings.curated_rows += table.num_rows
 
     def add_bad(self, frame: pd.DataFrame, violations: list[Violation]) -> None:
@@ -226,9 +216,10 @@ class _Sinks:
         self.findings.add_violations(violations)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._bad_file.close()
+        try:
+            self._curated.close()
+        finally:
+            self._bad_file.close()
 
 
 def check_chunks(
@@ -327,7 +318,7 @@ def prepare_file(
     lines and Parquet in chunks of ``chunk_rows``."""
     fmt, gzipped = detect(path, name or path.name)
     if fmt == "csv":
-        sinks = _Sinks(work)
+        sinks = _Sinks(work, background=use_threads)
         return check_csv(
             path, gzipped, contract, sinks, now=now, block_bytes=block_bytes, use_threads=use_threads
         )
