@@ -9,6 +9,7 @@ same values; a clean batch never leaves Arrow and NumPy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -29,6 +30,26 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
+@dataclass
+class Prechecked:
+    """A batch's checks that need no other batch (types, nulls, ranges, categories, freshness) and its
+    keys' hashes in sorted order: what can run ahead of the key claims, on another thread."""
+
+    table: pa.Table
+    typed: dict[str, pa.Array]
+    bad: np.ndarray
+    found: list[tuple[str, str, np.ndarray]]
+    keys: SortedKeys | None
+
+
+@dataclass
+class SortedKeys:
+    column: str
+    present: np.ndarray  # rows with a key (not missing, not empty)
+    order: np.ndarray  # a stable argsort of the hashes
+    ordered: np.ndarray  # the hashes in that order
+
+
 def check_table(
     table: pa.Table,
     contract: DatasetContract,
@@ -38,6 +59,11 @@ def check_table(
     now: datetime | None = None,
 ) -> tuple[pa.Table, np.ndarray, list[Violation]]:
     """(good rows typed, bad-row mask, violations) of a batch of text; ``rows`` numbers its rows."""
+    return finish(precheck(table, contract, now=now), rows, seen_keys=seen_keys)
+
+
+def precheck(table: pa.Table, contract: DatasetContract, *, now: datetime | None = None) -> Prechecked:
+    """Everything of :func:`check_table` that does not depend on earlier batches."""
     typed: dict[str, pa.Array] = {}
     bad = np.zeros(table.num_rows, dtype=bool)
     found: list[tuple[str, str, np.ndarray]] = []
@@ -56,11 +82,21 @@ def check_table(
         if stale.any():
             found.append((contract.event_time, "freshness", stale))
             bad |= stale
-    if contract.key is not None:
-        dup = _duplicates(table.column(contract.key).combine_chunks(), bad, seen_keys)
+    key = contract.key
+    keys = _sorted_keys(key, table.column(key).combine_chunks()) if key is not None else None
+    return Prechecked(table, typed, bad, found, keys)
+
+
+def finish(
+    checked: Prechecked, rows: np.ndarray, *, seen_keys: KeyIndex
+) -> tuple[pa.Table, np.ndarray, list[Violation]]:
+    """The key claims (batches in file order: the first row with a key keeps it), then the verdict."""
+    table, typed, bad, found = checked.table, checked.typed, checked.bad, list(checked.found)
+    if checked.keys is not None:
+        dup = _duplicates(checked.keys, bad, seen_keys)
         if dup.any():
-            found.append((contract.key, "unique", dup))
-            bad |= dup
+            found.append((checked.keys.column, "unique", dup))
+            bad = bad | dup
     violations = [
         Violation(int(rows[i]), column, rule, text)
         for column, rule, mask in found
@@ -139,20 +175,69 @@ def _fast(text: pa.Array, null: np.ndarray, spec: ColumnSpec, target: pa.DataTyp
     return parsed
 
 
-def _duplicates(keys: pa.Array, bad: np.ndarray, seen: KeyIndex) -> np.ndarray:
-    """Rows whose key appeared earlier in the batch or in an earlier batch (only good rows claim a key)."""
+def _sorted_keys(column: str, keys: pa.Array) -> SortedKeys:
     present = _mask(pc.is_valid(keys)) & ~_mask(pc.equal(keys, ""))
-    # The same hashes as KeyIndex.hashes (a missing key hashes as ""), without a pandas detour.
-    hashes = KeyIndex.hash_text(pc.fill_null(keys, "").to_numpy(zero_copy_only=False))
+    hashes = hash_strings(keys)
     # One stable sort serves both checks: a repeat within the batch sits right after its first
     # occurrence, and sorted needles search the index of earlier batches in order.
     order = np.argsort(hashes, kind="stable")
-    ordered = hashes[order]
+    return SortedKeys(column, present, order, hashes[order])
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: every input bit flips about half the output bits."""
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    mixed: np.ndarray = x ^ (x >> np.uint64(31))
+    return mixed
+
+
+def hash_strings(keys: pa.Array) -> np.ndarray:
+    """64-bit hashes of an Arrow string array, computed on its buffers (a missing value hashes as "").
+
+    pandas' ``hash_array`` needs a Python object per value, which holds the GIL and costs three times
+    as much; this runs in NumPy, so it overlaps the other thread's work (see check_csv). Each value is
+    its length, then its bytes in 8-byte words, each folded in through SplitMix64's finaliser: equal
+    text, equal hash; distinct keys collide as rarely as random 64-bit values (tested).
+    """
+    keys = keys.cast(pa.large_string()) if keys.type != pa.large_string() else keys
+    n = len(keys)
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[keys.offset : keys.offset + n + 1]
+    data = keys.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    raw = raw[offsets[0] : offsets[-1]] if n else raw[:0]
+    lengths = np.diff(offsets)
+    if keys.null_count:  # a null's slot may hold bytes: it is "" here
+        lengths = np.where(_mask(pc.is_null(keys)), 0, lengths)
+    width = int(lengths.max()) if n else 0
+    padded = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
+    if n and not keys.null_count and int(lengths.min()) == width:
+        padded[:, :width] = raw.reshape(n, width)  # fixed-width keys (the usual ids): one copy
+    elif n:
+        starts = offsets[:-1] - offsets[0]
+        rows = np.repeat(np.arange(n), lengths)
+        columns = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        padded[rows, columns] = raw[np.repeat(starts, lengths) + columns]
+    words = padded.view("<u8")
+    hashes = _mix(lengths.astype(np.uint64) + _GOLDEN)
+    covered = -(-lengths // 8)  # a value's own words: the padding of longer values is not part of it
+    for j in range(words.shape[1]):
+        hashes = np.where(covered > j, _mix(hashes ^ words[:, j]), hashes)
+    return hashes
+
+
+def _duplicates(keys: SortedKeys, bad: np.ndarray, seen: KeyIndex) -> np.ndarray:
+    """Rows whose key appeared earlier in the batch or in an earlier batch (only good rows claim a key)."""
+    order, ordered = keys.order, keys.ordered
     repeated = np.zeros(len(ordered), dtype=bool)
     repeated[1:] = ordered[1:] == ordered[:-1]
     dup = np.empty(len(ordered), dtype=bool)
     dup[order] = repeated | seen.contains_sorted(ordered)
-    dup &= present
-    claims = ~dup & ~bad & present
+    dup &= keys.present
+    claims = ~dup & ~bad & keys.present
     seen.add_sorted(ordered[claims[order]])
     return dup

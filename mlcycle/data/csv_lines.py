@@ -24,12 +24,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+T = TypeVar("T")
 
 #: Bytes read per block: large enough for Arrow's threads, small enough to bound memory.
 BLOCK_BYTES = 8 << 20
@@ -92,12 +94,13 @@ def blocks(
                 yield block
 
     # With threads, the next block is read and parsed while the caller checks and writes this one.
-    return _ahead(parsed()) if use_threads else parsed()
+    return ahead(parsed()) if use_threads else parsed()
 
 
-def _ahead(blocks: Iterator[Block]) -> Iterator[Block]:
-    """``blocks`` produced one ahead on a thread (Arrow and NumPy release the GIL while they work)."""
-    ready: queue.Queue[tuple[Block | None, BaseException | None]] = queue.Queue(maxsize=1)
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items`` produced one ahead on a thread (Arrow and NumPy release the GIL while they work)."""
+    blocks = items
+    ready: queue.Queue[tuple[T | None, BaseException | None]] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def produce() -> None:

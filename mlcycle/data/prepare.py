@@ -33,7 +33,7 @@ import pyarrow as pa
 from mlcycle import lineage as lin
 from mlcycle.config import DatasetContract, Settings
 from mlcycle.data import catalog, csv_lines
-from mlcycle.data.columnar import check_table
+from mlcycle.data.columnar import finish, precheck
 from mlcycle.data.contracts import PARSE_ERROR, ContractError, KeyIndex, Violation, check
 from mlcycle.data.manifests import CuratedObject, DatasetManifest, schema_hash, write_manifest
 from mlcycle.data.parquet_sink import ParquetSink
@@ -272,10 +272,11 @@ def check_csv(
             first_row=first_row,
             first_line=first_row + 2,
         )
-        for block in blocks:
-            good, bad_mask, violations = check_table(
-                block.table, contract, block.rows, seen_keys=seen, now=now
-            )
+        # The checks of one block that need no other block run ahead, on a thread of their own, while
+        # this one claims the keys of the previous block (in file order) and hands it to the sinks.
+        prechecked = ((block, precheck(block.table, contract, now=now)) for block in blocks)
+        for block, checked in csv_lines.ahead(prechecked) if use_threads else prechecked:
+            good, bad_mask, violations = finish(checked, block.rows, seen_keys=seen)
             sinks.add_good_table(good)
             bad = block.table.filter(pa.array(bad_mask)).to_pandas() if bad_mask.any() else pd.DataFrame()
             bad.index = block.rows[bad_mask]

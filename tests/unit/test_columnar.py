@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mlcycle.data.columnar import check_table
+from mlcycle.data.columnar import check_table, hash_strings
 from mlcycle.data.contracts import KeyIndex, check
 from mlcycle.example.churn import contract, generate
 
@@ -59,3 +60,26 @@ def test_the_arrow_check_agrees_with_the_pandas_check(column: str, value: str) -
     assert good.num_rows + int(bad.sum()) == len(raw)
     theirs = pa.Table.from_pandas(expected.good, preserve_index=False).cast(good.schema, safe=False)
     assert good.to_pylist() == theirs.to_pylist()
+
+
+def test_string_hashes_depend_on_the_text_alone() -> None:
+    values = ["c000-0000001", "", "a", "ab", "a" * 8, "a" * 9, "ÿ€", None, "c000-0000001"]
+    whole = hash_strings(pa.array(values))
+    assert whole[0] == whole[-1]  # equal text, equal hash
+    assert whole[1] == whole[7]  # a missing key hashes as ""
+    assert len(set(whole[:7].tolist())) == 7
+    # the same text in another array (other offsets, other widths, a slice) hashes the same
+    for part in (
+        pa.array(values[2:5]),
+        pa.array(values).slice(2, 3),
+        pa.array(values[2:5], pa.large_string()),
+    ):
+        assert hash_strings(part).tolist() == whole[2:5].tolist()
+    fixed = pa.array([f"c000-{i:07d}" for i in range(3)])
+    mixed = pa.array(["x", *[f"c000-{i:07d}" for i in range(3)]]).slice(1)
+    assert hash_strings(fixed).tolist() == hash_strings(mixed).tolist()
+
+
+def test_string_hashes_of_a_million_similar_keys_do_not_collide() -> None:
+    keys = pa.array([f"c{i // 100_000:03d}-{i:07d}" for i in range(1_000_000)])
+    assert len(np.unique(hash_strings(keys))) == 1_000_000
