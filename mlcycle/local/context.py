@@ -33,6 +33,9 @@ class LocalContext:
     python: str = field(default_factory=lambda: sys.executable)
     #: Schedules fire this many times faster than their expression says (demos and tests).
     time_scale: float = 1.0
+    #: Set once a restart saved the state: what the old instance's background work does after it is
+    #: discarded with it (its losses are no faults: the work runs again after the restart).
+    saved: bool = False
     #: Each service's state, by its class (see :func:`installed`).
     services: dict[type, Any] = field(default_factory=dict)
     #: boto3 clients the services call this embedded AWS with, by service (see ``common.s3files``).

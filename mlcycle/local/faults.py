@@ -37,8 +37,11 @@ def record(what: str, error: BaseException | str, ctx: LocalContext | None = Non
     """Log the fault and keep it in the running embedded AWS's work directory (when one runs)."""
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
     fault = Fault(datetime.now(UTC).isoformat(timespec="milliseconds"), what, text)
-    _LOG.error("%s: %s", what, text, exc_info=error if isinstance(error, BaseException) else None)
     ctx = ctx or context.running()
+    if ctx is not None and ctx.saved:  # after a restart's snapshot: this work runs again after it
+        _LOG.info("after the state was saved for a restart (runs again after it): %s: %s", what, text)
+        return fault
+    _LOG.error("%s: %s", what, text, exc_info=error if isinstance(error, BaseException) else None)
     if ctx is not None:
         with _LOCK, (ctx.work_dir / FAULTS_FILE).open("a", encoding="utf-8") as out:
             out.write(json.dumps(asdict(fault)) + "\n")

@@ -27,6 +27,7 @@ from mlcycle.application import cycle
 from mlcycle.config import Settings
 from mlcycle.data.manifests import manifest_key, read_manifest
 from mlcycle.example import churn
+from mlcycle.local import faults
 from mlcycle.local.awslambda import wait_for_async
 from mlcycle.local.common import fault_injection
 from mlcycle.local.session import LocalPlatform, restart
@@ -211,6 +212,7 @@ def test_a_restart_of_the_embedded_aws_mid_pipeline_resumes_it_and_loses_no_row(
     # GIVEN a training pipeline whose training job is running, and an upload on its way to prepare-data
     arn = _training_started(local)
     upload_id = put_upload(local, "uploads/churn/restarted.csv", _broken_upload(60, seed=45))
+    faults_before = len(faults.read(local.aws.ctx.work_dir))
     # WHEN the embedded AWS restarts (stopped keeping its state, started again on it)
     resumed = restart(local)
     # THEN the pipeline carries on where it was: the job ran again, the model is registered once
@@ -229,6 +231,8 @@ def test_a_restart_of_the_embedded_aws_mid_pipeline_resumes_it_and_loses_no_row(
     assert len(_announced(events, "DatasetValidated", upload_id)) == 1
     registered = of_type(events, EventType.MODEL_REGISTERED)
     assert len([e for e in registered if arn.rsplit(":", 1)[1] in json.dumps(e["detail"])]) == 1
+    # AND what the old instance's work lost after the snapshot counts as no fault: it ran again
+    assert faults.read(local.aws.ctx.work_dir)[faults_before:] == []
     delete(local, keys)
 
 

@@ -51,6 +51,7 @@ def save(ctx: LocalContext, stop_server: Callable[[], None]) -> int:
         "schedules_due": events.ticker().due_times(),
     }
     stop_server()
+    ctx.saved = True
     reducers = executions.reducers(frozen)
     for attempt in range(1, _DUMP_ATTEMPTS + 1):
         try:
