@@ -109,3 +109,20 @@ def test_without_a_dead_letter_queue_the_event_is_dropped_and_said_so(
     send = Sender(failures=99, error=UnknownFunctionException)
     RetryingDelivery(send, lambda: 1.0, Queue()).deliver({"Arn": TARGET["Arn"]}, {}, source="arn:rule")
     assert "dropped" in caplog.text and "no dead-letter queue" in caplog.text
+
+
+def test_a_delivery_waiting_for_a_retry_is_kept_through_a_restart_and_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    send, queue = Sender(failures=1), Queue()
+    old = RetryingDelivery(send, lambda: 1.0, queue)
+    monkeypatch.setattr(retries, "FIRST_DELAY_SECONDS", 30.0)  # the retry would come long after the stop
+    old.deliver(TARGET, {"n": 2}, source="arn:rule")
+    old.stop()
+    (kept,) = old.waiting()
+    assert (kept["payload"], kept["source"], kept["attempts"]) == ({"n": 2}, "arn:rule", 1)
+    # WHEN the new instance resumes it THEN it is retried at once, as the second attempt
+    new = RetryingDelivery(send, lambda: 1.0, queue)
+    new.resume([kept])
+    assert send.done.wait(10)
+    assert send.delivered == [{"n": 2}] and len(send.attempts) == 2

@@ -4,6 +4,7 @@ expressions (cron), and the ticker that fires scheduled rules and Scheduler sche
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mlcycle.local import context
 from mlcycle.local.context import LocalContext
@@ -56,6 +57,21 @@ def install(ctx: LocalContext) -> None:
 def ticker() -> Ticker:
     """The running ticker (other services add their periodic work to it)."""
     return context.installed(EventsState).ticker
+
+
+def suspend_retries(ctx: LocalContext) -> list[dict[str, Any]]:
+    """Stop retrying deliveries; return those waiting for a retry, for a restart to keep."""
+    state: DeliveryState | None = ctx.services.get(DeliveryState)
+    if state is None:
+        return []
+    state.retrying.stop()
+    return state.retrying.waiting()
+
+
+def resume_retries(ctx: LocalContext, waiting: list[dict[str, Any]]) -> int:
+    """Retry what :func:`suspend_retries` kept; return how many deliveries that is."""
+    context.installed(DeliveryState).retrying.resume(waiting)
+    return len(waiting)
 
 
 def uninstall() -> None:

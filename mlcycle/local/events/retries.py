@@ -69,7 +69,9 @@ class RetryingDelivery:
         self._time_scale = time_scale
         self._dead_letter_to = dead_letter or _send_to_queue
         self._lock = threading.Lock()
-        self._timers: set[threading.Timer] = set()
+        self._timers: dict[threading.Timer, _Delivery] = {}
+        #: Deliveries that were waiting for a retry when the embedded AWS stopped: a restart keeps them.
+        self._interrupted: list[_Delivery] = []
         self._stopped = False
 
     def deliver(self, target: Mapping[str, Any], payload: Any, source: str) -> None:
@@ -79,9 +81,34 @@ class RetryingDelivery:
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-            timers, self._timers = set(self._timers), set()
+            timers, self._timers = dict(self._timers), {}
+            self._interrupted += timers.values()
         for timer in timers:
             timer.cancel()
+
+    def waiting(self) -> list[dict[str, Any]]:
+        """The deliveries waiting for a retry (since :meth:`stop`, those it interrupted), as records
+        :meth:`resume` takes: EventBridge keeps retrying through anything, so a restart keeps them."""
+        with self._lock:
+            deliveries = [*self._timers.values(), *self._interrupted]
+        now = time.monotonic()
+        return [
+            {
+                "target": dict(d.target),
+                "payload": d.payload,
+                "source": d.source,
+                "attempts": d.attempts,
+                "age": now - d.first_at,
+            }
+            for d in deliveries
+        ]
+
+    def resume(self, records: list[dict[str, Any]]) -> None:
+        """Retry now the deliveries :meth:`waiting` listed (their attempts and age go on)."""
+        for r in records:
+            delivery = _Delivery(r["target"], r["payload"], r["source"], time.monotonic() - float(r["age"]))
+            delivery.attempts = int(r["attempts"])
+            self._schedule(delivery, 0.0)
 
     def pending(self) -> int:
         """Deliveries waiting for a retry."""
@@ -115,16 +142,17 @@ class RetryingDelivery:
 
     def _schedule(self, delivery: _Delivery, delay: float) -> None:
         with self._lock:
-            if self._stopped:
+            if self._stopped:  # the attempt failed while the embedded AWS stops: kept for a restart
+                self._interrupted.append(delivery)
                 return
             timer = threading.Timer(delay, self._retry, args=(delivery,))
             timer.daemon = True
-            self._timers.add(timer)
+            self._timers[timer] = delivery
         timer.start()
 
     def _retry(self, delivery: _Delivery) -> None:
         with self._lock:
-            self._timers = {t for t in self._timers if t is not threading.current_thread()}
+            self._timers = {t: d for t, d in self._timers.items() if t is not threading.current_thread()}
         self._attempt(delivery)
 
     def _dead_letter(self, delivery: _Delivery, exc: Exception, condition: str | None) -> None:

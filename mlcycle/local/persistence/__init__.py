@@ -7,7 +7,8 @@ recover:
   histories) is exactly what it was at the snapshot;
 * what was in flight then runs again after the restart: a running execution resumes at the state it was
   in (``stepfunctions.resume``), an asynchronous invocation not yet concluded is queued again
-  (``awslambda``), a job in progress runs again and an endpoint is served again (``sagemaker.restarts``);
+  (``awslambda``), an EventBridge delivery waiting for a retry is retried (``events.retries``), a job in
+  progress runs again and an endpoint is served again (``sagemaker.restarts``);
 * so work interrupted after some of its effects runs again over them: our handlers are idempotent for
   exactly that reason (Lambda and Step Functions retry them in AWS too).
 
@@ -51,6 +52,7 @@ def save(ctx: LocalContext, stop_server: Callable[[], None]) -> int:
         "schedules_due": events.ticker().due_times(),
     }
     stop_server()
+    kept["event_retries"] = events.suspend_retries(ctx)  # after the server: no new delivery since
     ctx.saved = True
     reducers = executions.reducers(frozen)
     for attempt in range(1, _DUMP_ATTEMPTS + 1):
@@ -81,5 +83,6 @@ def resume(ctx: LocalContext, kept: dict[str, Any]) -> dict[str, Any]:
     events.ticker().keep_due(kept.get("schedules_due", {}))
     counts: dict[str, Any] = dict(restarts.resume(ctx))
     counts["async_invocations"] = awslambda.resume(ctx, kept.get("lambda", {}))
+    counts["event_retries"] = events.resume_retries(ctx, kept.get("event_retries", []))
     counts["executions"] = len(executions.resume())
     return counts
