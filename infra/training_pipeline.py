@@ -5,7 +5,8 @@ tests, drift baselines) -> tests gate -> register -> approval policy. The defini
 ``describeTrainingJob`` / ``describeProcessingJob`` instead of using ``.sync``, so the same definition runs
 in AWS and in the embedded AWS (moto cannot execute SageMaker ``.sync`` tasks). Every task retries
 transient errors and catches the rest into one failure path: a report in S3, ``TrainingFailed`` on the
-bus, then a Fail state carrying the original error and cause.
+bus, then a Fail state carrying the original error and cause. The jobs' requests, names and locations, and
+the SageMaker role they run as, are defined in ``infra.training_jobs``; this construct owns them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from typing import TypeVar
 
 import aws_cdk as cdk
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -22,46 +22,30 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra import env, network
+from infra import env
 from infra.bundling import REPO_ROOT, SourceDirBundle, sourcedir_bundling
 from infra.data_lake import DataLake
 from infra.functions import THROTTLED, FunctionFactory, encrypted_log_group
 from infra.gates import (
     acknowledge,
-    grantee_scope,
     iam5_actions,
     iam5_arn,
-    iam5_asset_bucket,
     iam5_resource,
     ignore_redundant_depends_on,
 )
-from infra.images import sklearn_image_uri
 from infra.registry import ModelRegistry
+from infra.training_jobs import (
+    MAX_EVALUATION_RUNTIME,
+    MAX_TRAINING_RUNTIME,
+    TRAINING_JOBS_PREFIX,
+    TrainingJobs,
+    sagemaker_role,
+    training_job_name_prefix,
+)
 from mlcycle import pipeline_runs
 from mlcycle.config import Settings
 from mlcycle.retraining.controller import RECENT_WINDOWS_PREFIX
-from mlcycle.security import CODE_CHANNEL
 
-#: SageMaker's limits: job names of 63 characters, hyperparameter values of 2,500.
-MAX_JOB_NAME = 63
-MAX_HYPERPARAMETER = 2500
-#: Execution names we can count on: StartExecution and EventBridge default to a 36-character UUID.
-EXECUTION_NAME_LENGTH = 36
-MAX_TRAINING_RUNTIME = cdk.Duration.hours(2)
-TRAINING_VOLUME_GB = 30
-PARQUET = "application/x-parquet"
-#: Where training jobs write ``{job}/output/model.tar.gz`` in the artifacts bucket; the evaluation job
-#: writes ``{job}/evaluation/`` next to it.
-TRAINING_JOBS_PREFIX = "training-jobs/"
-MAX_EVALUATION_RUNTIME = cdk.Duration.hours(1)
-PROCESSING = "/opt/ml/processing"
-#: Processing jobs download inputs as they are; this extracts the sourcedir.tar.gz (the same archive the
-#: training job runs from) and runs a script of it. SageMaker caps each entry point item at 256 characters.
-EVALUATE_BOOTSTRAP = (
-    "import glob,runpy,sys,tarfile as t;c,s=sys.argv[1:3];d=c+'/src';"
-    "t.open(glob.glob(c+'/*.gz')[0]).extractall(d,filter='data');"
-    "sys.argv=[d+'/'+s,*sys.argv[3:]];runpy.run_path(sys.argv[0],run_name='__main__')"
-)
 #: Errors of SageMaker calls worth another try: throttling and service-side failures. The aws-sdk
 #: integration names unmodeled errors ``SageMaker.SageMakerException``, which the embedded AWS (moto)
 #: spells ``sagemaker.sagemakerException``; the optimized integration says ``AmazonSageMakerException``.
@@ -82,31 +66,11 @@ def _retry_throttled(task: _Task) -> _Task:
     return task
 
 
-def training_job_name_prefix(settings: Settings) -> str:
-    """The deployment prefix cut so that ``{prefix}-{execution name}`` fits SageMaker's 63 characters."""
-    return settings.prefix[: MAX_JOB_NAME - 1 - EXECUTION_NAME_LENGTH]
-
-
-class S3Uri(tasks.S3Location):
-    """An S3 location given as an ``s3://`` URI or a JSON path, with no grants of its own.
-
-    The CDK's locations grant ``s3:GetObject``/``s3:ListBucket`` on ``*`` for JSON-path inputs and render
-    bucket outputs as https URLs; the SageMaker role already holds exactly the bucket grants it needs.
-    """
-
-    def __init__(self, uri: str) -> None:
-        super().__init__()
-        self._uri = uri
-
-    def bind(self, task: tasks.ISageMakerTask, *_args: object, **_kwargs: object) -> tasks.S3LocationConfig:
-        return tasks.S3LocationConfig(uri=self._uri)
-
-
 class TrainingPipeline(Construct):
     """Attributes: ``state_machine``; functions ``validate_run``, ``build_training_set``,
     ``check_model_tests``, ``register_model``, ``report_failure``; ``sagemaker_role`` (execution role of
     training and processing jobs and endpoint models), ``sourcedir`` (the ``sourcedir.tar.gz`` asset),
-    ``job_name_prefix``.
+    ``job_name_prefix``, ``jobs`` (the SageMaker jobs' tasks, :class:`infra.training_jobs.TrainingJobs`).
 
     Grants: ``grant_describe_training_jobs`` (the jobs the pipeline runs).
     """
@@ -135,7 +99,17 @@ class TrainingPipeline(Construct):
             asset_hash=bundle.asset_hash(),
             bundling=sourcedir_bundling(bundle),
         )
-        self.sagemaker_role = self._sagemaker_role()
+        self.sagemaker_role = sagemaker_role(
+            self, settings=settings, data_lake=data_lake, sourcedir=self.sourcedir
+        )
+        self.jobs = TrainingJobs(
+            self,
+            settings=settings,
+            data_lake=data_lake,
+            role=self.sagemaker_role,
+            sourcedir=self.sourcedir,
+            job_name_prefix=self.job_name_prefix,
+        )
         self.validate_run = self._validate_run_function(functions, registry)
         self.build_training_set = self._build_training_set_function(functions)
         self.check_model_tests = self._check_model_tests_function(functions)
@@ -144,77 +118,6 @@ class TrainingPipeline(Construct):
         self.state_machine = self._state_machine()
 
     # -- roles and functions ------------------------------------------------------------------------
-
-    def _sagemaker_role(self) -> iam.Role:
-        lake = self._lake
-        role = iam.Role(
-            self,
-            "SageMakerRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="Execution role of mlcycle training jobs and endpoint models",
-        )
-        lake.curated.grant_read(role)
-        lake.artifacts.grant_read_write(role)
-        lake.monitoring.grant_write(role)  # endpoint data capture
-        lake.key.grant(role, "kms:CreateGrant", "kms:DescribeKey")  # encrypted training volumes
-        self.sourcedir.grant_read(role)
-        stack = cdk.Stack.of(self)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "mlcycle*"]}},
-            )
-        )
-        self._acknowledge_sagemaker_role(role)
-        if self._settings.security.vpc is not None:
-            network.grant_network_interfaces(
-                role, self._settings.security.vpc, network.SAGEMAKER_INTERFACE_ACTIONS
-            )
-        return role
-
-    def _acknowledge_sagemaker_role(self, role: iam.Role) -> None:
-        lake = self._lake
-        acknowledge(
-            role,
-            *iam5_actions("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"),
-            *iam5_actions("kms:GenerateDataKey*", "kms:ReEncrypt*"),
-            iam5_resource(lake.curated),
-            iam5_resource(lake.artifacts),
-            iam5_resource(lake.monitoring),
-            reason="CDK bucket/key grants: jobs read training sets and write models and reports under "
-            "prefixes chosen per job at run time, so object-level wildcards on our own buckets are needed.",
-        )
-        acknowledge(
-            role,
-            iam5_asset_bucket(self),
-            reason="Read access to the CDK asset bucket, where the sourcedir.tar.gz asset is uploaded.",
-        )
-        acknowledge(
-            role,
-            iam5_arn(self, "logs", "log-group:/aws/sagemaker/*"),
-            "AwsSolutions-IAM5[Resource::*]",
-            reason="SageMaker jobs and endpoints log to /aws/sagemaker/* groups named per job; "
-            "cloudwatch:PutMetricData has no resource-level permissions (limited by namespace instead).",
-        )
 
     def _validate_run_function(self, functions: FunctionFactory, registry: ModelRegistry) -> lambda_.Function:
         artifacts = self._lake.artifacts
@@ -290,9 +193,6 @@ class TrainingPipeline(Construct):
         )
         return fn
 
-    def _arn(self, service: str, resource: str, name: str) -> str:
-        return cdk.Stack.of(self).format_arn(service=service, resource=resource, resource_name=name)
-
     def _build_training_set_function(self, functions: FunctionFactory) -> lambda_.Function:
         lake = self._lake
         point_in_time = bool(self._settings.feature_views)
@@ -361,33 +261,9 @@ class TrainingPipeline(Construct):
 
     def grant_describe_training_jobs(self, grantee: iam.IGrantable) -> iam.Grant:
         """Describe the training jobs the pipeline runs (their model artifacts, metrics and image)."""
-        grant = iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["sagemaker:DescribeTrainingJob"],
-            resource_arns=[self._training_job_arn()],
-        )
-        acknowledge(
-            grantee_scope(grantee),
-            iam5_arn(self, "sagemaker", f"training-job/{self.job_name_prefix}-*"),
-            reason="Training jobs are named per execution at run time (prefix + execution name).",
-        )
-        return grant
-
-    def _training_job_arn(self) -> str:
-        return cdk.Stack.of(self).format_arn(
-            service="sagemaker", resource="training-job", resource_name=f"{self.job_name_prefix}-*"
-        )
+        return self.jobs.grant_describe_training_jobs(grantee)
 
     # -- the state machine -------------------------------------------------------------------------
-
-    def _job_name(self) -> str:
-        """Training and evaluation jobs share the name ``{prefix}-{execution name}`` (different kinds)."""
-        return sfn.JsonPath.format(f"{self.job_name_prefix}-{{}}", sfn.JsonPath.execution_name)
-
-    def _job_uri(self, suffix: str) -> str:
-        """``s3://{artifacts}/training-jobs/{job}/{suffix}``, resolved per execution."""
-        base = self._lake.artifacts.s3_url_for_object(f"{TRAINING_JOBS_PREFIX}{self.job_name_prefix}")
-        return sfn.JsonPath.format(f"{base}-{{}}/{suffix}", sfn.JsonPath.execution_name)
 
     def _state_machine(self) -> sfn.StateMachine:
         self._report = self._failure_path()
@@ -403,12 +279,12 @@ class TrainingPipeline(Construct):
             {"execution_name": sfn.JsonPath.execution_name, "input": sfn.JsonPath.entire_payload},
             "$.training_set",
         )
-        train = self._catch(self._retry(self._train()))
+        train = self._catch(self._retry(self.jobs.train()))
         training = self._poll_job(
             "Training",
             "describeTrainingJob",
-            {"TrainingJobName": self._job_name()},
-            self._training_job_arn(),
+            {"TrainingJobName": self.jobs.job_name()},
+            self.jobs.training_job_arn(),
             "$.TrainingJobStatus",
             on_completed=self._evaluation(),
         )
@@ -416,13 +292,13 @@ class TrainingPipeline(Construct):
         return self._machine(definition)
 
     def _evaluation(self) -> sfn.IChainable:
-        evaluate = self._catch(self._retry(self._evaluate()))
+        evaluate = self._catch(self._retry(self.jobs.evaluate()))
         return evaluate.next(
             self._poll_job(
                 "Evaluation",
                 "describeProcessingJob",
-                {"ProcessingJobName": self._job_name()},
-                self._processing_job_arn(),
+                {"ProcessingJobName": self.jobs.job_name()},
+                self.jobs.processing_job_arn(),
                 "$.ProcessingJobStatus",
                 on_completed=self._tests_gate(),
             )
@@ -498,7 +374,7 @@ class TrainingPipeline(Construct):
         check = self._lambda_task(
             "CheckModelTests",
             self.check_model_tests,
-            {"evaluation_prefix": self._job_uri("evaluation")},
+            {"evaluation_prefix": self.jobs.job_uri("evaluation")},
             "$.model_tests",
         )
         failed = sfn.Pass(
@@ -519,9 +395,9 @@ class TrainingPipeline(Construct):
             "RegisterModel",
             self.register_model,
             {
-                "training_job_name": self._job_name(),
-                "evaluation_job_name": self._job_name(),
-                "evaluation_prefix": self._job_uri("evaluation"),
+                "training_job_name": self.jobs.job_name(),
+                "evaluation_job_name": self.jobs.job_name(),
+                "evaluation_prefix": self.jobs.job_uri("evaluation"),
                 "training_set": sfn.JsonPath.object_at("$.training_set"),
                 "execution_arn": sfn.JsonPath.execution_id,
                 "fault_injection": sfn.JsonPath.object_at("$.run.fault_injection"),
@@ -588,185 +464,6 @@ class TrainingPipeline(Construct):
             backoff_rate=2,
         )
         return task
-
-    def _processing_job_arn(self) -> str:
-        return cdk.Stack.of(self).format_arn(
-            service="sagemaker", resource="processing-job", resource_name=f"{self.job_name_prefix}-*"
-        )
-
-    def _evaluate(self) -> tasks.CallAwsService:
-        """CreateProcessingJob (request-response): evaluate.py on the model, the sets and the run document."""
-        settings, lake = self._settings, self._lake
-        image = sklearn_image_uri(self, settings.sklearn_version)
-        inputs = [
-            self._processing_input("code", self.sourcedir.s3_object_url),
-            self._processing_input("model", self._job_uri("output/model.tar.gz")),
-            self._processing_input("train", sfn.JsonPath.string_at("$.training_set.train_uri")),
-            self._processing_input("test", sfn.JsonPath.string_at("$.training_set.test_uri")),
-            self._processing_input("run", sfn.JsonPath.string_at("$.run.run_prefix")),
-        ]
-        arguments = [
-            f"--{name}" if i % 2 == 0 else value
-            for name, value in (
-                ("model", f"{PROCESSING}/model"),
-                ("train", f"{PROCESSING}/train"),
-                ("test", f"{PROCESSING}/test"),
-                ("run", f"{PROCESSING}/run"),
-                ("output", f"{PROCESSING}/evaluation"),
-                ("failure-file", "/opt/ml/output/failure"),
-            )
-            for i in range(2)
-        ]
-        return tasks.CallAwsService(
-            self,
-            "EvaluateModel",
-            service="sagemaker",
-            action="createProcessingJob",
-            iam_resources=[self._processing_job_arn()],
-            parameters={
-                "ProcessingJobName": self._job_name(),
-                "RoleArn": self.sagemaker_role.role_arn,
-                "AppSpecification": {
-                    "ImageUri": image,
-                    "ContainerEntrypoint": [
-                        "python3",
-                        "-c",
-                        EVALUATE_BOOTSTRAP,
-                        f"{PROCESSING}/code",
-                        "evaluate.py",
-                    ],
-                    "ContainerArguments": arguments,
-                },
-                "ProcessingInputs": inputs,
-                "ProcessingOutputConfig": {
-                    "Outputs": [
-                        {
-                            "OutputName": "evaluation",
-                            "S3Output": {
-                                "S3Uri": self._job_uri("evaluation"),
-                                "LocalPath": f"{PROCESSING}/evaluation",
-                                "S3UploadMode": "EndOfJob",
-                            },
-                        }
-                    ],
-                    "KmsKeyId": lake.key.key_arn,
-                },
-                "ProcessingResources": {
-                    "ClusterConfig": {
-                        "InstanceCount": 1,
-                        "InstanceType": settings.instances.processing,
-                        "VolumeSizeInGB": TRAINING_VOLUME_GB,
-                        "VolumeKmsKeyId": lake.key.key_arn,
-                    }
-                },
-                "StoppingCondition": {"MaxRuntimeInSeconds": MAX_EVALUATION_RUNTIME.to_seconds()},
-                # evaluate.py gets its code, model and sets as inputs: isolation costs it nothing.
-                **network.processing_network(settings.security.vpc),
-            },
-            result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
-            result_path="$.evaluation_job_created",
-        )
-
-    @staticmethod
-    def _processing_input(name: str, uri: str) -> dict[str, object]:
-        return {
-            "InputName": name,
-            "S3Input": {
-                "S3Uri": uri,
-                "LocalPath": f"{PROCESSING}/{name}",
-                "S3DataType": "S3Prefix",
-                "S3InputMode": "File",
-                "S3DataDistributionType": "FullyReplicated",
-            },
-        }
-
-    def _train(self) -> tasks.SageMakerCreateTrainingJob:
-        settings, lake = self._settings, self._lake
-        vpc = settings.security.vpc
-        task = tasks.SageMakerCreateTrainingJob(
-            self,
-            "TrainModel",
-            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
-            training_job_name=self._job_name(),
-            role=self.sagemaker_role,
-            algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=tasks.DockerImage.from_registry(
-                    sklearn_image_uri(self, settings.sklearn_version)
-                ),
-                training_input_mode=tasks.InputMode.FILE,
-            ),
-            hyperparameters=self._hyperparameters(),
-            input_data_config=[
-                self._channel("train"),
-                self._channel("test"),
-                *([self._code_channel()] if settings.security.network_isolation else []),
-            ],
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=S3Uri(lake.artifacts.s3_url_for_object(TRAINING_JOBS_PREFIX)),
-                encryption_key=lake.key,
-            ),
-            resource_config=tasks.ResourceConfig(
-                instance_count=1,
-                instance_type=ec2.InstanceType(settings.instances.training.removeprefix("ml.")),
-                volume_size=cdk.Size.gibibytes(TRAINING_VOLUME_GB),
-                volume_encryption_key=lake.key,
-            ),
-            stopping_condition=tasks.StoppingCondition(max_runtime=MAX_TRAINING_RUNTIME),
-            # train.py reads its channels and writes the model: it needs no network of its own.
-            enable_network_isolation=settings.security.network_isolation or None,
-            vpc_config=network.training_vpc_config(self, vpc) if vpc else None,
-            result_path="$.training_job",
-        )
-        if vpc is not None:
-            network.add_security_groups(task, vpc)
-        return task
-
-    def _code_channel(self) -> tasks.Channel:
-        """The sourcedir as input data: an isolated container cannot download it from S3 itself."""
-        return tasks.Channel(
-            channel_name=CODE_CHANNEL,
-            data_source=tasks.DataSource(
-                s3_data_source=tasks.S3DataSource(
-                    s3_location=S3Uri(self.sourcedir.s3_object_url), s3_data_type=tasks.S3DataType.S3_PREFIX
-                )
-            ),
-        )
-
-    def _submit_directory(self) -> str:
-        """Where the training toolkit finds the code: in S3, or in the code channel when isolated."""
-        if self._settings.security.network_isolation:
-            return f"/opt/ml/input/data/{CODE_CHANNEL}/{self.sourcedir.s3_object_key}"
-        return self.sourcedir.s3_object_url
-
-    def _hyperparameters(self) -> dict[str, str]:
-        problem = self._settings.problem.model_dump_json()
-        if len(problem) > MAX_HYPERPARAMETER:
-            raise ValueError(f"settings.problem is {len(problem)} characters as JSON; SageMaker allows 2500")
-        tests = self._settings.model_tests.model_dump_json()
-        if len(tests) > MAX_HYPERPARAMETER:
-            raise ValueError(
-                f"settings.model_tests is {len(tests)} characters as JSON; SageMaker allows 2500"
-            )
-        return {
-            "sagemaker_program": "train.py",
-            "sagemaker_submit_directory": self._submit_directory(),
-            "sagemaker_region": cdk.Stack.of(self).region,
-            "mlcycle_problem": problem,
-            "mlcycle_tests": tests,  # the pre-training tests run in the job, before fitting
-        }
-
-    @staticmethod
-    def _channel(name: str) -> tasks.Channel:
-        return tasks.Channel(
-            channel_name=name,
-            content_type=PARQUET,
-            data_source=tasks.DataSource(
-                s3_data_source=tasks.S3DataSource(
-                    s3_location=S3Uri(sfn.JsonPath.string_at(f"$.training_set.{name}_uri")),
-                    s3_data_type=tasks.S3DataType.S3_PREFIX,
-                )
-            ),
-        )
 
     def _machine(self, definition: sfn.IChainable) -> sfn.StateMachine:
         settings = self._settings

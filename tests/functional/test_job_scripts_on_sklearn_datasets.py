@@ -16,7 +16,7 @@ import pytest
 from sklearn import datasets
 
 from infra.bundling import SourceDirBundle
-from infra.training_pipeline import EVALUATE_BOOTSTRAP
+from infra.training_jobs import EVALUATE_BOOTSTRAP
 from mlcycle.config import ColumnSpec, DatasetContract, ModelSpec, ModelTestsSettings, ProblemConfig
 
 REPO = Path(__file__).resolve().parents[2]

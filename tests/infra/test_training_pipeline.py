@@ -9,7 +9,8 @@ import aws_cdk as cdk
 import pytest
 
 from infra.images import SKLEARN_REGISTRIES, sklearn_image_uri
-from infra.training_pipeline import TrainingPipeline, training_job_name_prefix
+from infra.training_jobs import training_job_name_prefix
+from infra.training_pipeline import TrainingPipeline
 from mlcycle.config import Settings
 from mlcycle.example.churn import default_problem
 from tests.infra.bare import arn, bare_stack, granted, grantee, siblings

@@ -153,7 +153,7 @@ def test_an_isolated_job_runs_its_code_from_the_code_channel(
     sm_world: SageMakerWorld, aws_client: Client, wait_for: Any
 ) -> None:
     # GIVEN a network-isolated job as the pipeline writes it with a VPC: the sourcedir as a "code" channel
-    # and sagemaker_submit_directory naming its path in the container (infra/training_pipeline.py)
+    # and sagemaker_submit_directory naming its path in the container (infra/training_jobs.py)
     request = sm_world.training_request(unique("isolated"))
     request["HyperParameters"]["sagemaker_submit_directory"] = "/opt/ml/input/data/code/sourcedir.tar.gz"
     request["InputDataConfig"].append(
