@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from mlcycle.alert_settings import AlertChannels
 from mlcycle.application.settings import example_settings
 from mlcycle.commands.closed_loop import loop_settings
-from mlcycle.config import AlertChannels, Settings
+from mlcycle.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 ALERT_EMAIL = "ops@example.com"

@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mlcycle.alert_settings import AlertChannel, AlertChannels
 from mlcycle.alerting import channels
 from mlcycle.alerting.model import DeliveryResult, Notification
-from mlcycle.config import AlertChannel, AlertChannels
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient

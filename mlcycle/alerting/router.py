@@ -20,12 +20,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from mlcycle.alert_settings import AlertChannel
 from mlcycle.alerting import rules
 from mlcycle.alerting.alerts import alert_from_event, note_from_event, now_utc
 from mlcycle.alerting.model import Alert, DeliveryResult, Notification
 from mlcycle.alerting.records import AlertRecord, DeliveryRecord, GroupRecord
 from mlcycle.alerting.state import AlertStore
-from mlcycle.config import AlertChannel, Settings
+from mlcycle.config import Settings
 
 Deliver = Callable[[AlertChannel, Notification], DeliveryResult]
 Outcome = Literal["duplicate", "ignored", "fired", "refreshed", "resolved", "stale", "noted", "unknown"]

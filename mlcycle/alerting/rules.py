@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mlcycle.alert_settings import AlertChannels, AlertGrouping, InhibitRule
 from mlcycle.alerting.model import Alert
-from mlcycle.config import AlertChannels, AlertGrouping, InhibitRule
 
 #: The route key of alerts routed by no rule (no routes configured): every channel.
 DEFAULT_ROUTE = "default"

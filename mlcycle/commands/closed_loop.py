@@ -29,8 +29,9 @@ import boto3
 import pandas as pd
 
 from mlcycle import deployment
+from mlcycle.alert_settings import AlertChannel, AlertGrouping
 from mlcycle.application import cycle
-from mlcycle.config import AlertChannel, AlertGrouping, Settings
+from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.local.sagemaker import endpoints
 from mlcycle.local.session import LocalPlatform

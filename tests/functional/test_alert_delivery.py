@@ -17,10 +17,10 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
+from mlcycle.alert_settings import AlertChannel, AlertChannels
 from mlcycle.alerting import channels
 from mlcycle.alerting.delivery import Deliverer, backoff, parse_retry_after
 from mlcycle.alerting.model import Alert, Notification
-from mlcycle.config import AlertChannel, AlertChannels
 from mlcycle.local.webhooks import WebhookSink
 from tests.utils import REGION
 

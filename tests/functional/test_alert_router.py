@@ -15,10 +15,11 @@ import boto3
 import pytest
 
 from mlcycle import aws, runtime
+from mlcycle.alert_settings import AlertChannel, AlertChannels, AlertGrouping
 from mlcycle.alerting.model import DeliveryResult, Notification
 from mlcycle.alerting.router import FlushResult, Router
 from mlcycle.alerting.state import AlertStateError, AlertStore
-from mlcycle.config import AlertChannel, AlertChannels, AlertGrouping, Settings
+from mlcycle.config import Settings
 from mlcycle.local.awslambda.invocations import LambdaContext
 from tests.utils import REGION, make_key_table
 

@@ -16,10 +16,11 @@ from typing import Any
 import boto3
 import pytest
 
+from mlcycle.alert_settings import AlertChannel, AlertChannels, AlertGrouping
 from mlcycle.alerting.delivery import Deliverer
 from mlcycle.alerting.router import Router
 from mlcycle.alerting.state import AlertStore
-from mlcycle.config import AlertChannel, AlertChannels, AlertGrouping, RetrainingSettings, Settings
+from mlcycle.config import RetrainingSettings, Settings
 from mlcycle.local.webhooks import WebhookSink
 from mlcycle.retraining import controller as rc
 from tests.utils import REGION, atomic_requests, make_key_table

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from mlcycle.alert_settings import AlertChannel, AlertChannels, AlertGrouping, AlertRoute, InhibitRule
 from mlcycle.alerting import rules
 from mlcycle.alerting.alerts import alert_from_event, fingerprint, note_from_event
 from mlcycle.alerting.model import Alert
-from mlcycle.config import AlertChannel, AlertChannels, AlertGrouping, AlertRoute, InhibitRule, Settings
+from mlcycle.config import Settings
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
