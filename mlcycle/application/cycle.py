@@ -21,6 +21,8 @@ import pandas as pd
 
 from mlcycle.application.platform import Platform
 from mlcycle.config import Settings
+from mlcycle.data.manifests import DatasetManifest, manifest_key, read_manifest
+from mlcycle.data.prepare import Upload
 from mlcycle.example import churn
 
 Say = Callable[[str], None]
@@ -61,27 +63,46 @@ def bundled_dataset() -> Path:
 
 
 def upload(clients: Clients, platform: Platform, path: Path, dataset: str, say: Say) -> str:
+    """Put ``path`` in the landing bucket, as a user's upload; return its upload id (what its manifest and
+    its events are named after)."""
     key = f"uploads/{dataset}/{path.name}"
     clients.s3.upload_file(str(path), platform.landing_bucket, key)
+    version = clients.s3.head_object(Bucket=platform.landing_bucket, Key=key).get("VersionId")
+    upload_id = Upload(platform.landing_bucket, key, version).upload_id
     say(
-        f"uploaded {path.name} ({path.stat().st_size / 1024:.0f} KiB) to s3://{platform.landing_bucket}/{key}"
+        f"uploaded {path.name} ({path.stat().st_size / 1024:.0f} KiB) to "
+        f"s3://{platform.landing_bucket}/{key} (upload {upload_id})"
     )
-    return key
+    return upload_id
+
+
+def wait_for_manifest(
+    s3: Any, bucket: str, dataset: str, upload_id: str, timeout: float
+) -> DatasetManifest | None:
+    """The manifest prepare-data writes for the upload once it is checked, or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return read_manifest(s3, bucket, manifest_key(dataset, upload_id))
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.5)
+    return None
 
 
 def wait_for_curated(
-    clients: Clients, platform: Platform, dataset: str, say: Say, timeout: float = 120
+    clients: Clients, platform: Platform, dataset: str, upload_id: str, say: Say, *, timeout: float = 120
 ) -> list[str]:
-    def listed() -> list[str]:
-        found = clients.s3.list_objects_v2(Bucket=platform.curated_bucket, Prefix=f"curated/{dataset}/")
-        return [o["Key"] for o in found.get("Contents", [])]
-
-    keys: list[str] = wait_for("curated Parquet from prepare-data", listed, timeout)
-    rows = sum(len(pd.read_parquet(io.BytesIO(_get(clients.s3, platform.curated_bucket, k)))) for k in keys)
-    say(f"prepare-data wrote {rows} curated rows to {len(keys)} Parquet object(s)")
-    for report in _quarantine_reports(clients, platform, dataset):
-        say(f"quarantined {report['quarantined_rows']} rows: {report['summary']}")
-    return keys
+    """Wait until prepare-data has checked this upload; report it; return its curated objects' keys."""
+    manifest = wait_for_manifest(clients.s3, platform.curated_bucket, dataset, upload_id, timeout)
+    if manifest is None:
+        raise CycleError(f"upload {upload_id} was not checked within {timeout:.0f}s")
+    if manifest.reason is not None:
+        raise CycleError(f"upload {upload_id} was quarantined whole: {manifest.reason}")
+    objects = len(manifest.objects)
+    say(f"prepare-data wrote {manifest.curated_rows} curated rows to {objects} Parquet object(s)")
+    if manifest.quarantined_rows:
+        say(f"quarantined {manifest.quarantined_rows} rows: {manifest.summary}")
+    return [obj.key for obj in manifest.objects]
 
 
 def wait_for_features(
@@ -118,12 +139,6 @@ def wait_for_features(
 
     wait_for("feature ingestion of the curated data", written, timeout)
     say(f"ingest-features wrote {len(wanted)} offline partition object(s) to {len(views)} feature view(s)")
-
-
-def _quarantine_reports(clients: Clients, platform: Platform, dataset: str) -> list[dict[str, Any]]:
-    found = clients.s3.list_objects_v2(Bucket=platform.curated_bucket, Prefix=f"quarantine/{dataset}/")
-    keys = [o["Key"] for o in found.get("Contents", []) if o["Key"].endswith("report.json")]
-    return [json.loads(_get(clients.s3, platform.curated_bucket, k)) for k in keys]
 
 
 def _get(s3: Any, bucket: str, key: str) -> bytes:

@@ -219,22 +219,12 @@ class ClosedLoop:
             self.local.platform,
             self.settings.problem.dataset.name,
         )
-        before = set(self._curated())
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "new-labelled-batch.csv"
             frame.to_csv(path, index=False)
-            cycle.upload(clients, platform, path, dataset, self.say)
-        keys = cycle.wait_for(
-            "the new batch's curated Parquet", lambda: sorted(set(self._curated()) - before), 120
-        )
+            upload_id = cycle.upload(clients, platform, path, dataset, self.say)
+        keys = cycle.wait_for_curated(clients, platform, dataset, upload_id, self.say)
         cycle.wait_for_features(clients.s3, platform, self.settings, keys, self.say)
-
-    def _curated(self) -> list[str]:
-        dataset = self.settings.problem.dataset.name
-        found = self.local.clients.s3.list_objects_v2(
-            Bucket=self.local.platform.curated_bucket, Prefix=f"curated/{dataset}/"
-        )
-        return [o["Key"] for o in found.get("Contents", []) if o["Key"].endswith(".parquet")]
 
     # -- watching -----------------------------------------------------------------------------------
 

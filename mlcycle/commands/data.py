@@ -7,7 +7,6 @@ Works against the running embedded AWS (``mlcycle local up``) or the deployed st
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     print(f"uploaded {path} to s3://{platform.landing_bucket}/{key} (upload {upload.upload_id})")
     if not args.wait:
         return 0
-    manifest = _wait_for_manifest(s3, platform.curated_bucket, dataset, upload.upload_id, args.timeout)
+    from mlcycle.application.cycle import wait_for_manifest
+
+    manifest = wait_for_manifest(s3, platform.curated_bucket, dataset, upload.upload_id, args.timeout)
     if manifest is None:
         print(f"no result within {args.timeout:.0f}s; later: mlcycle data show {upload.upload_id}")
         return 1
@@ -46,18 +47,6 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{exc}; ingestion may still be running (re-run it with: mlcycle features ingest)")
             return 1
     return 0 if manifest.reason is None else 2
-
-
-def _wait_for_manifest(s3: Any, bucket: str, dataset: str, upload_id: str, timeout: float) -> Any:
-    from mlcycle.data.manifests import manifest_key, read_manifest
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return read_manifest(s3, bucket, manifest_key(dataset, upload_id))
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.5)
-    return None
 
 
 def _print_result(manifest: Any) -> None:

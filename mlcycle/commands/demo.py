@@ -58,9 +58,10 @@ def run_demo(settings: Settings, *, port: int, assembly: Path, say: Say, steps: 
     with local_platform(settings, assembly, port=port, say=say) as local, WebhookSink() as sink:
         c, p = local.clients, local.platform
         steps("uploading the bundled example dataset to the landing bucket")
-        cycle.upload(c, p, cycle.bundled_dataset(), settings.problem.dataset.name, say)
+        dataset = settings.problem.dataset.name
+        upload_id = cycle.upload(c, p, cycle.bundled_dataset(), dataset, say)
         steps("waiting for the prepare-data function to write curated Parquet")
-        keys = cycle.wait_for_curated(c, p, settings.problem.dataset.name, say)
+        keys = cycle.wait_for_curated(c, p, dataset, upload_id, say)
         steps("waiting for the ingest-features function to fill the feature views (offline store)")
         cycle.wait_for_features(c.s3, p, settings, keys, say)
         steps("running the training pipeline (state machine -> local SageMaker training job -> registry)")

@@ -134,8 +134,8 @@ def cycle_run(
     c, p, log = local.clients, local.platform, list[str]()
     # GIVEN the bundled upload in the landing bucket, and no other curated data (as in `make demo`)
     clear_curated(local)
-    cycle.upload(c, p, cycle.bundled_dataset(), "churn", log.append)
-    keys = cycle.wait_for_curated(c, p, "churn", log.append)
+    upload_id = cycle.upload(c, p, cycle.bundled_dataset(), "churn", log.append)
+    keys = cycle.wait_for_curated(c, p, "churn", upload_id, log.append)
     # AND the ingest function fills the feature views the training set is joined from
     cycle.wait_for_features(c.s3, p, settings, keys, log.append)
     original, throttled = SageMakerModelBackend.describe_processing_job, list[bool]()

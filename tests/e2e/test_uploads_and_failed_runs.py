@@ -242,8 +242,8 @@ def test_failing_training_script_fails_the_execution_is_reported_and_announced(
     clear_curated(local)
     upload = tmp_path / "one-class.csv"
     churn.generate(300, seed=4).assign(churned=0).to_csv(upload, index=False)
-    cycle.upload(c, p, upload, "churn", lambda _m: None)
-    keys = cycle.wait_for_curated(c, p, "churn", lambda _m: None)
+    upload_id = cycle.upload(c, p, upload, "churn", lambda _m: None)
+    keys = cycle.wait_for_curated(c, p, "churn", upload_id, lambda _m: None)
     cycle.wait_for_features(c.s3, p, settings, keys, lambda _m: None)
     bus_events()  # what earlier cases announced
     # WHEN the pipeline runs: the pre-training tests of the training script refuse the data

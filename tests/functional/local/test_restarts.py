@@ -111,8 +111,3 @@ def test_an_asynchronous_invocation_in_flight_runs_again_after_a_restart(
     (entry,) = received(arn)
     assert entry["event"] == {"seconds": 6}
     assert entry["started"] >= restarted - 1.0
-
-
-def test_nothing_in_flight_means_nothing_resumed(embedded_aws: EmbeddedAws) -> None:
-    resumed = embedded_aws.restart()
-    assert resumed["executions"] == resumed["async_invocations"] == resumed["training"] == 0
