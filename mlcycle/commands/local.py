@@ -42,11 +42,13 @@ def add_parser(subparsers: Any) -> None:
     local.add_argument(
         "action",
         choices=("up", "down", "status", "restart", "reset"),
-        help="up: start (carrying on from a state `down --keep-state` kept, if any); "
+        help="up: start (carrying on from a state `down --keep-state` kept, if any: the platform as it "
+        "was then, functions included; `reset` provisions a new synth); "
+        "down: stop, discarding the state unless --keep-state; "
         "status: where it runs, and what its background work lost (events, metrics, capture, logs), "
         "exit 1 when something was lost, 3 when it does not run; "
         "restart: stop keeping the state and start again from it (running pipelines resume); "
-        "reset: stop, discard any kept state, start afresh",
+        "reset: stop, discard any kept state, start afresh from the synthesized app",
     )
     local.add_argument(
         "--keep-state",
