@@ -155,16 +155,25 @@ def start(
     _configure_moto()
     _reset_backends()
     kept = persistence.load(ctx.work_dir)
-    # Handlers cache their clients as a warm Lambda does; those of an earlier embedded AWS point elsewhere.
-    aws.client.cache_clear()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    context.activate(ctx)
-    for patch in _PATCHES:
-        patch.install(ctx)
-    embedded = EmbeddedAws(ctx=ctx, _server=server, _owns_work_dir=work_dir is None, _environment=environment)
+    try:
+        # Handlers cache their clients as a warm Lambda does; those of an earlier one point elsewhere.
+        aws.client.cache_clear()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        context.activate(ctx)
+        for patch in _PATCHES:
+            patch.install(ctx)
+        embedded = EmbeddedAws(
+            ctx=ctx, _server=server, _owns_work_dir=work_dir is None, _environment=environment
+        )
+        if kept is not None:
+            embedded.resumed = persistence.resume(ctx, kept)
+    except BaseException:
+        if kept is not None:  # a start that failed must not cost the saved state: the next one takes it
+            persistence.put_back(ctx.work_dir)
+        raise
     if kept is not None:
-        embedded.resumed = persistence.resume(ctx, kept)
+        persistence.loaded(ctx.work_dir)
     return embedded
 
 

@@ -8,6 +8,7 @@ import pickle
 import threading
 import weakref
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -105,3 +106,17 @@ def test_a_choice_that_exited_is_decided_again_from_its_input() -> None:
 def test_states_inside_a_branch_resume_with_the_top_level_state_around_them() -> None:
     history = [_entered("Train", {"t": 1}), _entered("Fit", {"f": 1}), _exited("Fit", {"f": 2})]
     assert resume_point(_DEFINITION, history, {}) == ResumePoint("Train", {"t": 1})
+
+
+def test_a_snapshot_is_set_aside_while_loading_and_kept_if_the_start_fails(tmp_path: Path) -> None:
+    from mlcycle.local import persistence
+    from mlcycle.local.persistence.pickling import dump_backends
+
+    dump_backends(persistence.state_file(tmp_path), {"lambda": {"queue": []}}, {})
+    assert persistence.load(tmp_path) == {"lambda": {"queue": []}}
+    assert not persistence.state_file(tmp_path).exists()  # a second start would not load it twice
+    persistence.put_back(tmp_path)  # the start failed: the next one takes it
+    assert persistence.load(tmp_path) == {"lambda": {"queue": []}}
+    persistence.loaded(tmp_path)  # the start succeeded: the state lives in the running instance now
+    assert list(tmp_path.iterdir()) == []
+    assert persistence.load(tmp_path) is None

@@ -67,14 +67,28 @@ def save(ctx: LocalContext, stop_server: Callable[[], None]) -> int:
 
 def load(work_dir: Path) -> dict[str, Any] | None:
     """Put a saved snapshot into moto's (empty) backends, before the services install; return what the
-    services kept, for :func:`resume`, or None when there is no snapshot. The file is consumed: the next
-    stop writes a new one, and a crash before it does not bring back this one's past."""
+    services kept, for :func:`resume`, or None when there is no snapshot. The file is set aside until the
+    start succeeds (:func:`loaded` removes it, :func:`put_back` restores it): the next stop writes a new
+    one, and a crash after a successful start does not bring back this one's past."""
     path = state_file(work_dir)
     if not path.exists():
         return None
     kept = load_backends(path)
-    path.unlink()
+    path.replace(_loading(work_dir))
     return kept
+
+
+def loaded(work_dir: Path) -> None:
+    _loading(work_dir).unlink(missing_ok=True)
+
+
+def put_back(work_dir: Path) -> None:
+    if _loading(work_dir).exists():
+        _loading(work_dir).replace(state_file(work_dir))
+
+
+def _loading(work_dir: Path) -> Path:
+    return state_file(work_dir).with_suffix(".loading")
 
 
 def resume(ctx: LocalContext, kept: dict[str, Any]) -> dict[str, Any]:
