@@ -247,7 +247,7 @@ class RetrainingSettings(_Model):
     #: Train on the rows whose event time lies within this many days of the newest (None: all rows).
     training_window_days: Annotated[float, Field(gt=0)] | None = None
     #: The challenger is also judged, against the champion, on the labelled rows of this many recent
-    #: monitor windows (0: on its test split only).
+    #: monitor windows that saw traffic (0: on its test split only).
     recent_windows: Annotated[int, Field(ge=0, le=100)] = 6
 
 

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 COLUMNS = ("inference_id", "label", "score", "prediction", "model_version", "window_id", "inference_time")
 
 
+#: How many committed windows are read per window wanted, so that empty ones can be skipped.
+QUIET_WINDOWS_SKIPPED = 24
+
+
 def labelled_window(
     settings: Settings,
     *,
@@ -45,13 +49,15 @@ def labelled_window(
     windows: int | None = None,
 ) -> pd.DataFrame:
     """The labelled rows of the newest ``windows`` (default ``retraining.recent_windows``) committed
-    monitor windows of ``endpoint`` (default the settings' endpoint), oldest window first: the features
-    as captured, then :data:`COLUMNS`. Empty (with those columns) when nothing is labelled yet."""
+    monitor windows with traffic of ``endpoint`` (default the settings' endpoint), oldest window first:
+    the features as captured, then :data:`COLUMNS`. Empty (with those columns) when nothing is labelled
+    yet."""
     count = settings.retraining.recent_windows if windows is None else windows
     state = MonitorState(monitor_table, dynamodb)
-    records = (
-        served_by_newest(state.windows(endpoint or settings.endpoint_name, limit=count)) if count else []
-    )
+    # Windows that saw no traffic hold no rows: they are skipped, not counted (quiet hours, or a clock
+    # sped up), up to a day of hourly windows per window wanted.
+    newest = state.windows(endpoint or settings.endpoint_name, limit=count * QUIET_WINDOWS_SKIPPED)
+    records = served_by_newest(newest)[:count] if count else []
     features = list(settings.problem.features)
     parts = [_window_rows(s3, monitoring_bucket, record, features) for record in reversed(records)]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

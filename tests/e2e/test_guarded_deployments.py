@@ -182,12 +182,14 @@ def _endpoint(service: Service) -> dict[str, Any]:
     return dict(described)
 
 
-def _alarms_quiet(service: Service, timeout: float = 60) -> None:
-    """Wait until no alarm is in ALARM (a rollback's errors age out of the alarm's window)."""
+def _alarms_quiet(service: Service, timeout: float = 180) -> None:
+    """Wait until no alarm is in ALARM (a rollback's errors age out of the alarm's window; on a loaded
+    machine the evaluations that clear it come later)."""
     cloudwatch = service.client("cloudwatch")
     deadline = time.monotonic() + timeout
-    while cloudwatch.describe_alarms(StateValue="ALARM")["MetricAlarms"]:
-        assert time.monotonic() < deadline, f"alarms still firing after {timeout}s"
+    while firing := cloudwatch.describe_alarms(StateValue="ALARM")["MetricAlarms"]:
+        reasons = [(a["AlarmName"], a.get("StateReason")) for a in firing]
+        assert time.monotonic() < deadline, f"alarms still firing after {timeout}s: {reasons}"
         time.sleep(1)
 
 

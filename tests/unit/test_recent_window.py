@@ -161,6 +161,19 @@ def test_the_newest_windows_labelled_rows_with_the_champions_captured_scores(wor
     )
 
 
+def test_windows_without_traffic_are_skipped_not_counted(world: World) -> None:
+    # GIVEN two windows with labelled traffic, then two quiet ones (recent_windows = 2)
+    first, second = (churn.generate(50, seed=s) for s in (41, 42))
+    first_id, second_id = _window(world, first, 1), _window(world, second, 2)
+    _label(world, first, "first")
+    _label(world, second, "second")
+    for hour in (3, 4):
+        monitor.run_window(world.settings, world.platform, f"2026-11-28T{hour:02d}:00:00Z")
+    # THEN the recent window is the two windows that saw traffic
+    frame = _labelled(world)
+    assert frame["window_id"].tolist() == [first_id] * 50 + [second_id] * 50
+
+
 def test_windows_of_an_earlier_model_version_are_left_out() -> None:
     newest_first = [
         {"window_id": "c", "model_version": 2, "capture_keys": ["k3"]},
