@@ -1,7 +1,7 @@
 """Serving throughput and latency: mlcycle's model server against the SageMaker scikit-learn container's.
 
 Both stacks serve the same model artifact (the example churn model, trained by ``pipelines/train.py``
-exactly as the training job trains it, with its ``code/inference.py``), with 2 workers each, on this
+exactly as the training job trains it, with its ``code/inference*.py``), with 2 workers each, on this
 machine, one after the other, under the same load from ``wrk``:
 
 * ``container``: the scikit-learn container's serving stack, configured as the container runs it:

@@ -3,8 +3,8 @@
 Reads the ``train`` and ``test`` channels (Parquet), runs the pre-training tests (hyperparameter
 ``mlcycle_tests``: the model-test settings; a failed test fails the job with the report's summary as its
 reason), trains the configured scikit-learn pipeline, evaluates it on the test channel, and writes:
-- ``SM_MODEL_DIR``: ``model.joblib``, ``schema.json`` and ``code/inference.py``, everything the serving
-  container needs;
+- ``SM_MODEL_DIR``: ``model.joblib``, ``schema.json`` and ``code/`` (``inference.py`` and its sibling
+  modules ``inference_*.py``), everything the serving container needs;
 - ``SM_OUTPUT_DATA_DIR/evaluation.json``: the test-set metrics; ``pre_training.json``: the test report;
 - ``SM_OUTPUT_DIR/failure`` on error: SageMaker reports its text as the job's FailureReason.
 """
@@ -22,6 +22,8 @@ import joblib
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+#: The model's inference code: the container's entry point inference.py and the modules it imports.
+SERVING_CODE = "inference*.py"
 sys.path.insert(0, str(HERE))  # the source dir holds the mlcycle package
 
 from mlcycle import modeling, quality  # noqa: E402
@@ -49,11 +51,13 @@ def _package(model: object, problem: dict[str, object], model_dir: Path) -> None
         "task": problem["task"],
     }
     (model_dir / "schema.json").write_text(json.dumps(schema, indent=2))
-    # The model and its inference code only: inference.py imports nothing of mlcycle (a test keeps it so),
-    # and the pipeline unpickles from scikit-learn alone.
+    # The model and its inference code only: that code imports nothing of mlcycle, and of its own
+    # directory only the files SERVING_CODE names (tests keep both so); the pipeline unpickles from
+    # scikit-learn alone.
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
-    shutil.copy2(HERE / "inference.py", code / "inference.py")
+    for source in sorted(HERE.glob(SERVING_CODE)):
+        shutil.copy2(source, code / source.name)
 
 
 def _pre_training_tests(

@@ -13,6 +13,9 @@ from mlcycle.config import ModelSpec, Settings
 from mlcycle.example import churn
 
 REPO = Path(__file__).resolve().parents[1]
+#: The model's inference code, in ``code/`` of model.tar.gz: pipelines/inference.py and the modules it
+#: imports (pipelines/train.py copies them; tests/infra/test_bundling.py checks that this is the list).
+SERVING_CODE = ["inference.py", "inference_codecs.py", "inference_compiled.py"]
 
 ROW = {
     "tenure_months": 12,
@@ -46,5 +49,6 @@ def example_model_dir(
     schema = {"features": modeling.feature_schema(problem), "target": problem["target"], "task": task}
     (tmp / "schema.json").write_text(json.dumps(schema))
     (tmp / "code").mkdir(exist_ok=True)
-    shutil.copy(REPO / "pipelines" / "inference.py", tmp / "code" / "inference.py")
+    for name in SERVING_CODE:
+        shutil.copy(REPO / "pipelines" / name, tmp / "code" / name)
     return tmp

@@ -16,8 +16,8 @@ log = logging.getLogger("mlcycle.serving")
 
 def _status_of(error: Exception) -> int:
     """A client's mistake keeps its 4xx: ours (ModelServerError) or a user module's (an exception with an
-    integer ``status`` from 400 to 499, as mlcycle's inference.ClientError carries); anything else is the
-    model failing, a 500."""
+    integer ``status`` from 400 to 499, as mlcycle's inference_codecs.ClientError carries); anything else
+    is the model failing, a 500."""
     status = getattr(error, "status", None)
     return status if isinstance(status, int) and 400 <= status < 500 else 500
 

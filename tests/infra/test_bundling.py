@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from infra.allow_list import BundleError, domain_modules, import_closure
 from infra.bundling import REPO_ROOT, SOURCEDIR_ARCHIVE, LambdaBundle, SourceDirBundle, with_imports
 from mlcycle.config import BUNDLED_CONFIG_FILE, Settings, settings_from_json
 from tests.infra.synthesized import Synthesized
+from tests.models import SERVING_CODE
 
 
 def _assets(synthesized: Synthesized) -> dict[str, Any]:
@@ -88,13 +90,37 @@ def test_no_cli_demo_or_example_file_ships(synthesized: Synthesized, tmp_path: P
     assert {n for n in lambda_names if n.startswith("functions/") and n.endswith(".py")} == {
         f"functions/{p.name}" for p in (REPO_ROOT / "functions").glob("*.py")
     }
-    assert {"train.py", "evaluate.py", "inference.py", "mlcycle/modeling.py"} <= sourcedir_names
+    assert {"train.py", "evaluate.py", "mlcycle/modeling.py", *SERVING_CODE} <= sourcedir_names
     assert "mlcycle/features/store.py" not in sourcedir_names  # the jobs never import the feature store
 
 
 def test_inference_code_imports_nothing_of_mlcycle() -> None:
-    # model.tar.gz holds the model and inference.py only (pipelines/train.py copies nothing else)
-    assert import_closure([REPO_ROOT / "pipelines" / "inference.py"], REPO_ROOT) == {}
+    # model.tar.gz holds the model and inference.py with its siblings only (pipelines/train.py copies
+    # nothing else)
+    assert import_closure([REPO_ROOT / "pipelines" / name for name in SERVING_CODE], REPO_ROOT) == {}
+
+
+def _sibling_imports(path: Path) -> set[str]:
+    """The modules of ``path``'s own directory it imports, in either spelling (``.x`` or ``x``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level <= 1:
+            names |= {node.module} if node.module else {alias.name for alias in node.names}
+    return {f"{name}.py" for name in names if (path.parent / f"{name}.py").is_file()}
+
+
+def test_inference_code_is_the_files_train_copies() -> None:
+    # GIVEN the modules inference.py imports from its directory, transitively
+    pipelines = REPO_ROOT / "pipelines"
+    found, pending = {"inference.py"}, ["inference.py"]
+    while pending:
+        for name in _sibling_imports(pipelines / pending.pop()) - found:
+            found.add(name)
+            pending.append(name)
+    # THEN they are the files pipelines/train.py copies to model.tar.gz's code/ (SERVING_CODE)
+    assert sorted(found) == SERVING_CODE == sorted(p.name for p in pipelines.glob("inference*.py"))
 
 
 @pytest.mark.parametrize("bundle", ["lambda", "sourcedir"])

@@ -1,13 +1,11 @@
-"""pipelines/inference.py: the SageMaker inference contract as a table, and parity with scikit-learn."""
+"""pipelines/inference.py and its modules: the SageMaker inference contract as a table, and parity with
+scikit-learn."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -17,24 +15,12 @@ import pytest
 from mlcycle import modeling
 from mlcycle.config import Settings
 from mlcycle.example import churn
+from pipelines import inference
+from pipelines import inference_codecs as codecs
+from pipelines import inference_compiled as compiled
 from tests.models import CSV_ROW, ROW, example_model_dir
 
-REPO = Path(__file__).resolve().parents[2]
 CSV, JSON, JSONL, NPY = "text/csv", "application/json", "application/jsonlines", "application/x-npy"
-
-
-def _load_inference() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "mlcycle_inference_under_test", REPO / "pipelines" / "inference.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-inference = _load_inference()
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +109,7 @@ def test_contract(
         assert payload
     else:
         with pytest.raises(
-            inference.ClientError, match=expected.replace("[", r"\[").replace("(", r"\(")
+            codecs.ClientError, match=expected.replace("[", r"\[").replace("(", r"\(")
         ) as raised:
             inference.transform_fn(model, body, content_type, accept)
         assert raised.value.status == status
@@ -176,7 +162,7 @@ def test_fast_path_is_identical_to_the_fitted_pipeline(
     # WHEN the handlers predict them
     if media == CSV:  # column-wise parsing; a missing value is an empty field
         body = features.to_csv(header=False, index=False)
-        assert inference._csv_columns(body, model) is not None
+        assert codecs._csv_columns(body, model.kinds) is not None
     else:
         body = json.dumps(records)
     answer = json.loads(inference.transform_fn(model, body, media, JSON)[0])
@@ -198,7 +184,7 @@ def test_requests_predicted_together_get_the_answers_they_get_alone(model: Any) 
         if status == 200:
             assert result == inference.transform_fn(model, body, content_type, accept), case
         else:
-            assert isinstance(result, inference.ClientError) and result.status == status, case
+            assert isinstance(result, codecs.ClientError) and result.status == status, case
 
 
 def test_fault_injection_fails_the_share_of_predictions_it_names(
@@ -243,7 +229,7 @@ def test_booster_scores_are_scikit_learns_bit_for_bit(kind: str, classes: int, l
         y = signal + rng.normal(size=len(signal))
         estimator = HistGradientBoostingRegressor(max_iter=40, max_leaf_nodes=leaves, random_state=0)
     estimator.fit(x, y)
-    booster = inference._Booster.compile(estimator)
+    booster = compiled.Booster.compile(estimator)
     assert booster is not None
     # WHEN it scores rows with missing values, infinities and values exactly on its thresholds,
     # in batches below, at and across its block size
@@ -265,12 +251,12 @@ def test_booster_declines_what_it_cannot_reproduce() -> None:
     x = rng.normal(size=(3000, 3))
     wide = HistGradientBoostingRegressor(max_iter=3, max_leaf_nodes=80, min_samples_leaf=5).fit(x, x[:, 0])
     assert max(int(t.nodes["is_leaf"].sum()) for p in wide._predictors for t in p) > 64
-    assert inference._Booster.compile(wide) is None  # more leaves than a 64-bit word: scikit-learn's walk
+    assert compiled.Booster.compile(wide) is None  # more leaves than a 64-bit word: scikit-learn's walk
     categorical = HistGradientBoostingRegressor(max_iter=3, categorical_features=[0])
     codes = rng.integers(0, 4, 3000)
     categorical.fit(np.c_[codes, x[:, 1:]], codes % 2 + x[:, 1])
     assert any(t.nodes["is_categorical"].any() for p in categorical._predictors for t in p)
-    assert inference._Booster.compile(categorical) is None  # categorical splits: scikit-learn's walk
+    assert compiled.Booster.compile(categorical) is None  # categorical splits: scikit-learn's walk
 
 
 def _outcome(read: Any) -> Any:
@@ -316,15 +302,15 @@ CSV_BODIES = [body for _, body, content_type, _, _, _ in TABLE if content_type.s
 @pytest.mark.parametrize("body", CSV_BODIES, ids=[f"csv{i}" for i in range(len(CSV_BODIES))])
 def test_csv_read_column_wise_matches_the_careful_path(model: Any, body: Any) -> None:
     # GIVEN a CSV body, plain or not, right or wrong
-    careful = _outcome(lambda: inference._columns(inference.decode(body, CSV), model))
+    careful = _outcome(lambda: codecs.to_columns(codecs.decode(body, CSV), model.kinds))
     # WHEN it is read the fast way (column-wise when the body allows)
-    fast = _outcome(lambda: inference._read(body, CSV, model))
+    fast = _outcome(lambda: codecs.read(body, CSV, model.kinds))
     # THEN the columns, or the error (its message naming the row and column, and status), are the same
     assert fast == careful
 
 
 def test_plain_csv_takes_the_column_wise_path(model: Any) -> None:
     plain = [f"{CSV_ROW}\n{_ROW_2}\n" * 50, "12,,2,,one-year,card,", "12, NA ,null,None,NA, ,None"]
-    assert all(inference._csv_columns(body, model) is not None for body in plain)
+    assert all(codecs._csv_columns(body, model.kinds) is not None for body in plain)
     special = ['12,70.5,2,40,"one-year",card,north', f"{CSV_ROW}\r\n", "1,2", ",".join(ROW), "x" + CSV_ROW]
-    assert all(inference._csv_columns(body, model) is None for body in special)
+    assert all(codecs._csv_columns(body, model.kinds) is None for body in special)

@@ -15,6 +15,7 @@ from infra.bundling import SOURCEDIR_ARCHIVE, SourceDirBundle
 from mlcycle.config import Settings
 from mlcycle.example import churn
 from mlcycle.training_sets import split
+from tests.models import SERVING_CODE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,17 +65,22 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
     assert done.returncode == 0, done.stderr
     model = tmp_path / "model"
     assert {p.name for p in model.iterdir()} == {"model.joblib", "schema.json", "code"}
-    # the model and its inference code only
-    assert [p.name for p in (model / "code").iterdir()] == ["inference.py"]
+    # the model and its inference code only: the container's entry point and the modules it imports
+    assert sorted(p.name for p in (model / "code").iterdir()) == SERVING_CODE
     metrics = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())["metrics"]
     assert metrics["roc_auc"] > 0.75
     assert json.loads((tmp_path / "output" / "data" / "pre_training.json").read_text())["passed"]
 
-    # the artifact serves through the inference handlers, as the serving container would call them
+    # the artifact serves through the inference handlers, as the serving container would call them: the
+    # code dir on sys.path, inference.py a top-level module, its siblings imported from beside it
     sys.path.insert(0, str(model / "code"))
     try:
         import inference  # type: ignore[import-not-found]
+        import inference_codecs  # type: ignore[import-not-found]
 
+        assert {Path(sys.modules[p.removesuffix(".py")].__file__ or "").parent for p in SERVING_CODE} == {
+            model / "code"
+        }
         loaded = inference.model_fn(str(model))
         rows = churn.generate(3, seed=9)[list(settings.problem.features)].to_csv(header=False, index=False)
         body, content_type = inference.transform_fn(loaded, rows, "text/csv", "application/json")
@@ -84,11 +90,12 @@ def test_train_writes_model_code_and_evaluation(tmp_path: Path, settings: Settin
             and len(answer["predictions"]) == 3
             and len(answer["probabilities"][0]) == 2
         )
-        with pytest.raises(inference.ClientError, match="row 1 has 2 values; the model takes 7"):
+        with pytest.raises(inference_codecs.ClientError, match="row 1 has 2 values; the model takes 7"):
             inference.transform_fn(loaded, "1,2\n", "text/csv", "application/json")
     finally:
         sys.path.remove(str(model / "code"))
-        sys.modules.pop("inference", None)
+        for name in SERVING_CODE:
+            sys.modules.pop(name.removesuffix(".py"), None)
 
 
 def test_train_failure_writes_the_reason(tmp_path: Path, settings: Settings) -> None:
