@@ -10,6 +10,7 @@ only in the path (Hive style), which is how Athena and the Glue table read it.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +44,11 @@ ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     "bool": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
+
+log = logging.getLogger(__name__)
+
+#: Reads of a view's snapshot before falling back to its partitions (see S3Objects.read_ipc).
+SNAPSHOT_READ_ATTEMPTS = 3
 
 
 def view_columns(spec: FeatureViewSpec, contract: DatasetContract) -> list[tuple[str, ColumnType]]:
@@ -116,11 +122,19 @@ class S3Objects:
             except self.s3.exceptions.NoSuchKey:
                 return None
             return _read_if_wanted(pa.py_buffer(body), wanted)
-        try:
-            with s3_filesystem(self.s3).open_input_file(f"{self.bucket}/{key}") as source:
-                return _read_if_wanted(source, wanted)
-        except FileNotFoundError:
-            return None
+        for attempt in range(1, SNAPSHOT_READ_ATTEMPTS + 1):
+            try:
+                with s3_filesystem(self.s3).open_input_file(f"{self.bucket}/{key}") as source:
+                    return _read_if_wanted(source, wanted)
+            except FileNotFoundError:
+                return None
+            except pa.ArrowInvalid:
+                # Arrow reads the footer, then ranges: an ingestion that replaced the snapshot between
+                # them leaves a mix of two files. Read it again; after that, the caller reads the
+                # partitions the snapshot is made of (a cache: nothing is lost, only speed).
+                if attempt == SNAPSHOT_READ_ATTEMPTS:
+                    log.warning("snapshot %s unreadable %d times: reading its partitions", key, attempt)
+        return None
 
     def read(self, keys: list[str], schema: pa.Schema) -> pa.Table:
         if self.reader == "boto3":
